@@ -1,0 +1,95 @@
+// Main-thread side of a device worker: a ModelRunner whose session lives in its own thread.
+import { Worker } from 'node:worker_threads';
+import type { PaddedBatch } from '../../core/batch.ts';
+import type { DeviceSpec, FeedNames, GraphSignature, ModelRunner, RunOutput } from './runner.ts';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
+
+const ENTRY = new URL('./device-worker-entry.mjs', import.meta.url);
+
+export interface WorkerRunnerOptions {
+  readonly modelPath: string;
+  readonly device: DeviceSpec;
+  readonly intraOpThreads: number;
+}
+
+function sessionOptions(device: DeviceSpec, intraOpThreads: number): Record<string, unknown> {
+  const providers =
+    device.provider === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }] : device.provider === 'webgpu' ? ['webgpu'] : ['cpu'];
+  return {
+    executionProviders: providers,
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: intraOpThreads,
+    // One batch at a time per session: a second inter-op pool would only contend for cores.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+}
+
+export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<ModelRunner> {
+  const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads) };
+  const worker = new Worker(ENTRY, { workerData: init });
+  const pending = new Map<number, { resolve: (o: RunOutput) => void; reject: (e: Error) => void }>();
+  let seq = 0;
+  let dead: Error | null = null;
+
+  const signature = await new Promise<GraphSignature>((resolve, reject) => {
+    const onMessage = (m: WorkerReply): void => {
+      if (m.type === 'ready') resolve(m.signature);
+      else if (m.type === 'failed') reject(new Error(`device ${opts.device.name}: could not create the onnxruntime session: ${m.message}`));
+      worker.off('message', onMessage);
+    };
+    worker.on('message', onMessage);
+    worker.once('error', (e) => reject(new Error(`device ${opts.device.name}: worker failed: ${e.message}`)));
+  });
+
+  worker.on('message', (m: WorkerReply) => {
+    if (m.type !== 'result' && m.type !== 'error') return;
+    const p = pending.get(m.seq);
+    if (!p) return;
+    pending.delete(m.seq);
+    if (m.type === 'result') p.resolve({ data: m.data, dims: m.dims });
+    else p.reject(new Error(`device ${opts.device.name}: ${m.message}`));
+  });
+  const failAll = (e: Error): void => {
+    dead = e;
+    for (const p of pending.values()) p.reject(e);
+    pending.clear();
+  };
+  worker.on('error', (e) => failAll(new Error(`device ${opts.device.name}: worker crashed: ${e.message}`)));
+  worker.on('exit', (code) => failAll(new Error(`device ${opts.device.name}: worker exited (code ${code})`)));
+
+  return {
+    device: opts.device,
+    intraOpThreads: opts.intraOpThreads,
+    signature,
+    run(batch: PaddedBatch, names: FeedNames): Promise<RunOutput> {
+      if (dead) return Promise.reject(dead);
+      const id = seq++;
+      const req: WorkerRequest = {
+        type: 'run',
+        seq: id,
+        names,
+        batchSize: batch.batchSize,
+        seqLen: batch.seqLen,
+        inputIds: batch.inputIds,
+        attentionMask: batch.attentionMask,
+        features: batch.features,
+        numFeatures: batch.numFeatures,
+      };
+      return new Promise<RunOutput>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        // Transfer, not copy: the batch arrays are not used again on this thread.
+        const transfer: ArrayBuffer[] = [batch.inputIds.buffer as ArrayBuffer, batch.attentionMask.buffer as ArrayBuffer];
+        if (batch.features) transfer.push(batch.features.buffer as ArrayBuffer);
+        worker.postMessage(req, transfer);
+      });
+    },
+    async close(): Promise<void> {
+      if (dead) return;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
+      await worker.terminate();
+    },
+  };
+}

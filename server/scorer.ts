@@ -1,0 +1,186 @@
+// The scoring engine shared by the gRPC server and the CLI's in-process mode:
+// bundle -> devices -> batch scheduler, plus preprocessing, swap TTA and per-row errors.
+import { padBatch } from '../core/batch.ts';
+import { RowInputError } from '../core/errors.ts';
+import { joinSwapped, probsFromLabelTokens, probsFromSeqCls, type Probs } from '../core/postprocess.ts';
+import { swapComparison } from '../core/preprocess.ts';
+import type { Comparison, EncodedRow, PreferenceConfig } from '../core/types.ts';
+import type { DeviceSpec, FeedNames, ModelRunner } from './backends/runner.ts';
+import { startWorkerRunner } from './backends/worker-runner.ts';
+import { loadBundle, validateGraph, type Bundle } from './bundle.ts';
+import { defaultIntraOpThreads, resolveDevices } from './devices.ts';
+import { silentLogger, type Logger } from './log.ts';
+import { BatchScheduler, type BatchExecutor, type BatchingOptions, type DeviceLoad } from './scheduler.ts';
+
+/** gRPC status codes used in per-row errors. */
+export const INVALID_ARGUMENT = 3;
+export const INTERNAL = 13;
+export const UNAVAILABLE = 14;
+
+export interface RowError {
+  readonly code: number;
+  readonly field: string;
+  readonly message: string;
+}
+
+export interface RowResult {
+  readonly id: string;
+  /** [winner_model_a, winner_model_b, winner_tie]; null when error is set. */
+  readonly probs: Probs | null;
+  readonly numTokens: number;
+  readonly truncated: boolean;
+  readonly error: RowError | null;
+}
+
+export interface ScoreOptions {
+  readonly swapTta?: boolean;
+}
+
+export const DEFAULT_BATCHING: BatchingOptions = { maxBatchTokens: 16384, maxBatchSize: 64, maxQueueDelayMs: 2 };
+
+export interface ScorerOptions {
+  readonly modelDir: string;
+  /** --devices: "auto", "cpu", "cpu,cpu", "webgpu", "cuda:0,cuda:1", ... */
+  readonly devices?: string;
+  readonly batching?: Partial<BatchingOptions>;
+  /** Threads per session; default splits the cores over CPU sessions. */
+  readonly intraOpThreads?: number;
+  readonly logger?: Logger;
+}
+
+export interface DeviceInfo {
+  readonly device: DeviceSpec;
+  readonly intraOpThreads: number;
+}
+
+export interface Scorer {
+  readonly config: PreferenceConfig;
+  readonly bundleDir: string;
+  readonly devices: readonly DeviceInfo[];
+  readonly batching: BatchingOptions;
+  /** One result per row, in order. Never rejects for a bad row: the row's result carries the error. */
+  score(rows: readonly Comparison[], opts?: ScoreOptions): Promise<RowResult[]>;
+  scoreOne(row: Comparison, opts?: ScoreOptions): Promise<RowResult>;
+  /** Per-device work done so far. */
+  loads(): DeviceLoad[];
+  queuedRows(): number;
+  close(): Promise<void>;
+}
+
+function probsFor(config: PreferenceConfig, out: { data: Float32Array; dims: readonly number[] }, lastIndex: Int32Array): Probs[] {
+  return config.head.kind === 'seq-cls'
+    ? probsFromSeqCls(out.data, lastIndex.length)
+    : probsFromLabelTokens(out.data, out.dims, lastIndex, config.head.token_ids);
+}
+
+function executorFor(runner: ModelRunner, names: FeedNames, config: PreferenceConfig): BatchExecutor<Probs> {
+  return {
+    name: runner.device.name,
+    async execute(rows: readonly EncodedRow[]): Promise<Probs[]> {
+      const batch = padBatch(rows, config.special_tokens);
+      const lastIndex = batch.lastIndex;
+      const out = await runner.run(batch, names);
+      const probs = probsFor(config, out, lastIndex);
+      for (const p of probs) {
+        if (!p.every(Number.isFinite)) throw new Error(`device ${runner.device.name}: the model produced non-finite logits`);
+      }
+      return probs;
+    },
+  };
+}
+
+function errorResult(id: string, e: unknown): RowResult {
+  if (e instanceof RowInputError) {
+    return { id, probs: null, numTokens: 0, truncated: false, error: { code: INVALID_ARGUMENT, field: e.field, message: e.message } };
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  return { id, probs: null, numTokens: 0, truncated: false, error: { code: INTERNAL, field: '', message: `row "${id}": ${message}` } };
+}
+
+/** A short row each device runs once before the scorer reports ready (first-run allocations, kernel setup). */
+const WARMUP_ROW: Comparison = { id: 'warmup', kind: 'turns', prompt: ['Hello?'], response_a: ['Hi there.'], response_b: ['Hello! How can I help?'] };
+
+export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
+  const log = opts.logger ?? silentLogger;
+  const bundle: Bundle = loadBundle(opts.modelDir);
+  const { devices, autoReason } = resolveDevices(opts.devices ?? 'auto');
+  if (autoReason) log.info(`devices auto: ${devices.map((d) => d.name).join(',')} (${autoReason})`);
+  const threads = opts.intraOpThreads ?? defaultIntraOpThreads(devices);
+  const batching: BatchingOptions = { ...DEFAULT_BATCHING, ...opts.batching };
+  for (const [k, v] of Object.entries(batching)) {
+    if (!Number.isInteger(v) || v < (k === 'maxQueueDelayMs' ? 0 : 1)) throw new Error(`batching option ${k} must be a ${k === 'maxQueueDelayMs' ? 'non-negative' : 'positive'} integer (got ${v})`);
+  }
+
+  const started = await Promise.allSettled(
+    devices.map((device) => startWorkerRunner({ modelPath: bundle.modelPath, device, intraOpThreads: device.provider === 'cpu' ? threads : 1 })),
+  );
+  const runners = started.filter((s): s is PromiseFulfilledResult<ModelRunner> => s.status === 'fulfilled').map((s) => s.value);
+  const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(runners.map((r) => r.close()));
+    throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
+  }
+  let names: FeedNames;
+  try {
+    names = validateGraph(bundle.config, runners[0]!.signature);
+  } catch (e) {
+    await Promise.all(runners.map((r) => r.close()));
+    throw e;
+  }
+  const scheduler = new BatchScheduler(
+    runners.map((r) => executorFor(r, names, bundle.config)),
+    batching,
+  );
+  const pre = bundle.preprocessor;
+
+  const encode = (row: Comparison): EncodedRow => pre.encode(row);
+
+  async function scoreOne(row: Comparison, o: ScoreOptions = {}): Promise<RowResult> {
+    const id = typeof row.id === 'string' ? row.id : '';
+    let direct: EncodedRow;
+    let swapped: EncodedRow | null = null;
+    try {
+      direct = encode(row);
+      if (o.swapTta) swapped = encode(swapComparison(row));
+    } catch (e) {
+      return errorResult(id, e);
+    }
+    try {
+      const [p, q] = await Promise.all([scheduler.submit(direct), swapped ? scheduler.submit(swapped) : null]);
+      return {
+        id,
+        probs: q ? joinSwapped(p, q) : p,
+        numTokens: direct.ids.length,
+        truncated: direct.truncated || (swapped?.truncated ?? false),
+        error: null,
+      };
+    } catch (e) {
+      return errorResult(id, e);
+    }
+  }
+
+  const scorer: Scorer = {
+    config: bundle.config,
+    bundleDir: bundle.dir,
+    devices: runners.map((r) => ({ device: r.device, intraOpThreads: r.intraOpThreads })),
+    batching,
+    score: (rows, o) => Promise.all(rows.map((r) => scoreOne(r, o))),
+    scoreOne,
+    loads: () => scheduler.loads(),
+    queuedRows: () => scheduler.queuedRows,
+    async close() {
+      scheduler.close();
+      await Promise.all(runners.map((r) => r.close()));
+    },
+  };
+
+  // Warm up every device once (each gets a batch since the others are busy), then forget the counts.
+  const warm = await Promise.all(runners.map(() => scoreOne(WARMUP_ROW)));
+  const bad = warm.find((w) => w.error);
+  if (bad?.error) {
+    await scorer.close();
+    throw new Error(`warm-up failed: ${bad.error.message}`);
+  }
+  for (const r of runners) log.info(`device ${r.device.name}: ${r.device.provider} execution provider, ${r.intraOpThreads} intra-op thread(s)`);
+  return scorer;
+}
