@@ -1,6 +1,8 @@
-// Dynamic batching: rows from every call share one queue, kept sorted by length; batches are
-// cut from it under a padded-token budget and go to the device with the fewest outstanding
-// tokens, so several devices get about the same work.
+// Dynamic batching: rows from every call share one queue, kept sorted by length. Full batches
+// are cut from it under a padded-token budget as soon as they exist and dealt to the device with
+// the fewest outstanding (queued + running) tokens, so identical devices get about the same work
+// (the reference pipelines dealt sorted rows alternately to two GPUs). A partial batch waits up to
+// maxQueueDelayMs for more rows, and only goes out when a device is idle.
 import type { EncodedRow } from '../core/types.ts';
 
 export interface BatchingOptions {
@@ -38,7 +40,10 @@ interface Job<R> {
 
 interface Slot<R> {
   readonly executor: BatchExecutor<R>;
-  busy: boolean;
+  running: boolean;
+  /** Batches dealt to this device and not started yet, FIFO. */
+  readonly pending: Job<R>[][];
+  /** Padded tokens of the running and pending batches. */
   outstanding: number;
   load: { batches: number; rows: number; tokens: number; paddedTokens: number; busyMs: number };
 }
@@ -58,7 +63,8 @@ export class BatchScheduler<R> {
     if (executors.length === 0) throw new Error('BatchScheduler needs at least one device');
     this.slots = executors.map((executor) => ({
       executor,
-      busy: false,
+      running: false,
+      pending: [],
       outstanding: 0,
       load: { batches: 0, rows: 0, tokens: 0, paddedTokens: 0, busyMs: 0 },
     }));
@@ -81,11 +87,13 @@ export class BatchScheduler<R> {
     return this.slots.map((s) => ({ name: s.executor.name, ...s.load }));
   }
 
-  /** Rejects queued rows; running batches finish. */
+  /** Rejects queued and pending rows; running batches finish. */
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    for (const job of this.queue.splice(0)) job.reject(new Error('server is shutting down'));
+    const err = new Error('server is shutting down');
+    for (const job of this.queue.splice(0)) job.reject(err);
+    for (const slot of this.slots) for (const batch of slot.pending.splice(0)) for (const job of batch) job.reject(err);
   }
 
   /** First index whose row is shorter than len (binary search on the descending queue). */
@@ -116,34 +124,38 @@ export class BatchScheduler<R> {
       this.timer = null;
     }
     while (this.queue.length > 0) {
-      const slot = this.pickSlot();
-      if (!slot) return;
-      const wait = this.waitBeforeDispatch();
+      if (this.queue.length >= this.batchRows(0)) {
+        this.deal(this.leastLoaded(this.slots), this.cutBatch());
+        continue;
+      }
+      const idle = this.slots.filter((s) => !s.running && s.pending.length === 0);
+      if (idle.length === 0) return; // a finishing batch pumps again
+      const wait = this.oldestWait();
       if (wait > 0) {
         this.timer = setTimeout(() => this.pump(), wait);
         return;
       }
-      this.dispatch(slot, this.cutBatch());
+      this.deal(this.leastLoaded(idle), this.cutBatch());
     }
   }
 
-  /** A free device, the one with the fewest outstanding then fewest total padded tokens. */
-  private pickSlot(): Slot<R> | null {
-    let best: Slot<R> | null = null;
-    for (const s of this.slots) {
-      if (s.busy) continue;
-      if (!best || s.outstanding < best.outstanding || (s.outstanding === best.outstanding && s.load.paddedTokens < best.load.paddedTokens)) {
-        best = s;
-      }
+  /** Rows of a batch padded to the row at `index` of the queue. */
+  private batchRows(index: number): number {
+    const padLen = Math.max(this.queue[index]!.len, 1);
+    return Math.max(1, Math.min(this.opts.maxBatchSize, Math.floor(this.opts.maxBatchTokens / padLen)));
+  }
+
+  /** Fewest outstanding tokens, then fewest tokens done: ties deal alternately. */
+  private leastLoaded(slots: readonly Slot<R>[]): Slot<R> {
+    let best = slots[0]!;
+    for (const s of slots) {
+      if (s.outstanding < best.outstanding || (s.outstanding === best.outstanding && s.load.paddedTokens < best.load.paddedTokens)) best = s;
     }
     return best;
   }
 
-  /** 0 when a full batch is queued or the oldest row has waited long enough. */
-  private waitBeforeDispatch(): number {
-    const head = this.queue[0]!;
-    const fullByTokens = head.len * Math.min(this.queue.length, this.opts.maxBatchSize) >= this.opts.maxBatchTokens;
-    if (fullByTokens || this.queue.length >= this.opts.maxBatchSize) return 0;
+  /** Milliseconds until the oldest queued row has waited maxQueueDelayMs. */
+  private oldestWait(): number {
     let oldest = Infinity;
     for (const j of this.queue) if (j.enqueuedAt < oldest) oldest = j.enqueuedAt;
     return Math.max(0, oldest + this.opts.maxQueueDelayMs - performance.now());
@@ -166,39 +178,43 @@ export class BatchScheduler<R> {
       }
     });
     if (now - oldest <= starveMs) anchor = 0;
-    const padLen = Math.max(this.queue[anchor]!.len, 1);
-    const fit = Math.max(1, Math.min(this.opts.maxBatchSize, Math.floor(this.opts.maxBatchTokens / padLen)));
-    return this.queue.splice(anchor, fit);
+    return this.queue.splice(anchor, this.batchRows(anchor));
   }
 
-  private dispatch(slot: Slot<R>, jobs: Job<R>[]): void {
-    const padLen = jobs[0]!.len;
-    const padded = padLen * jobs.length;
-    slot.busy = true;
-    slot.outstanding += padded;
+  private deal(slot: Slot<R>, jobs: Job<R>[]): void {
+    slot.outstanding += jobs[0]!.len * jobs.length;
+    slot.pending.push(jobs);
+    this.runNext(slot);
+  }
+
+  private runNext(slot: Slot<R>): void {
+    if (slot.running) return;
+    const jobs = slot.pending.shift();
+    if (!jobs) return;
+    const padded = jobs[0]!.len * jobs.length;
+    slot.running = true;
     const started = performance.now();
-    const rows = jobs.map((j) => j.row);
     slot.executor
-      .execute(rows)
-      .then(
-        (results) => {
-          if (results.length !== jobs.length) throw new Error(`device ${slot.executor.name} returned ${results.length} results for ${jobs.length} rows`);
-          jobs.forEach((j, i) => j.resolve(results[i]!));
-        },
-      )
+      .execute(jobs.map((j) => j.row))
+      .then((results) => {
+        if (results.length !== jobs.length) throw new Error(`device ${slot.executor.name} returned ${results.length} results for ${jobs.length} rows`);
+        jobs.forEach((j, i) => j.resolve(results[i]!));
+      })
       .catch((e: unknown) => {
         const err = e instanceof Error ? e : new Error(String(e));
         for (const j of jobs) j.reject(err);
       })
       .finally(() => {
-        slot.busy = false;
+        slot.running = false;
         slot.outstanding -= padded;
         slot.load.batches += 1;
         slot.load.rows += jobs.length;
         slot.load.tokens += jobs.reduce((s, j) => s + j.len, 0);
         slot.load.paddedTokens += padded;
         slot.load.busyMs += performance.now() - started;
-        if (!this.closed) this.pump();
+        if (this.closed) return;
+        this.runNext(slot);
+        this.pump();
       });
   }
 }
