@@ -9,4 +9,11 @@ const program = new Command()
 
 registerServe(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // Expected failures (bad bundle, bad flags, unreachable server) get one clear line, not a stack.
+  process.stderr.write(`pairpref: ${e instanceof Error ? e.message : String(e)}\n`);
+  if (process.env['PAIRPREF_DEBUG'] && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+}

@@ -65,11 +65,11 @@ export function validateGraph(config: PreferenceConfig, sig: GraphSignature): Fe
   const expectInput = (name: string, types: readonly string[], rank: number, role: string): void => {
     const v = inputs.get(name);
     if (!v) {
-      problems.push(`${role} input "${name}" is not a graph input (graph inputs: ${sig.inputs.map((i) => i.name).join(', ')})`);
+      problems.push(`${role} "${name}" is not a graph input (graph inputs: ${sig.inputs.map((i) => i.name).join(', ')})`);
       return;
     }
-    if (!types.includes(v.type)) problems.push(`${role} input "${name}" is ${shapeText(v)}, expected ${types.join(' or ')}`);
-    if (v.shape.length !== 0 && v.shape.length !== rank) problems.push(`${role} input "${name}" has rank ${v.shape.length}, expected ${rank}`);
+    if (!types.includes(v.type)) problems.push(`${role} "${name}" is ${shapeText(v)}, expected ${types.join(' or ')}`);
+    if (v.shape.length !== 0 && v.shape.length !== rank) problems.push(`${role} "${name}" has rank ${v.shape.length}, expected ${rank}`);
   };
   expectInput(config.inputs.input_ids, ['int64'], 2, 'inputs.input_ids');
   if (config.inputs.attention_mask) expectInput(config.inputs.attention_mask, ['int64'], 2, 'inputs.attention_mask');

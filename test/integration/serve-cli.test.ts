@@ -1,0 +1,62 @@
+// `pairpref serve` as users run it: a child process that reaches SERVING and drains on SIGTERM.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { testClient, wire } from '../helpers/grpc-client.ts';
+
+const BIN = new URL('../../bin/pairpref.mjs', import.meta.url).pathname;
+
+/** Starts `pairpref serve` and resolves with the address once it logs SERVING. */
+function serve(args: string[]): Promise<{ address: string; stop: (signal: NodeJS.Signals) => Promise<{ code: number | null; log: string }> }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    child.stderr.on('data', (d: Buffer) => {
+      log += d.toString();
+      const m = /serving .* on (\S+) \(devices: .*health: SERVING\)/.exec(log);
+      if (m) {
+        resolve({
+          address: m[1]!,
+          stop: async (signal) => {
+            child.kill(signal);
+            return { code: await exited, log };
+          },
+        });
+      }
+    });
+    exited.then((code) => reject(new Error(`serve exited (${code}) before SERVING:\n${log}`)));
+  });
+}
+
+test('pairpref serve reaches SERVING, scores, and exits 0 on SIGTERM after draining', async () => {
+  const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
+  const server = await serve(['--model', dir, '--devices', 'cpu']);
+  const client = testClient(server.address);
+  const preds = await client.score([wire({ id: 'r1', prompt: ['hi'], responseA: ['hello'], responseB: ['hey'] })]);
+  assert.equal(preds[0]?.id, 'r1');
+  assert.ok(Math.abs(preds[0]!.winnerModelA + preds[0]!.winnerModelB + preds[0]!.winnerTie - 1) < 1e-6);
+  client.close();
+  const { code, log } = await server.stop('SIGTERM');
+  assert.equal(code, 0, log);
+  assert.match(log, /SIGTERM: draining in-flight calls/);
+});
+
+test('pairpref serve with a bad bundle or device exits 1 with one clear line', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'serve', '--port', '0', ...args], { encoding: 'utf8' });
+  const missing = run(['--model', '/nonexistent/bundle']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /pairpref: model bundle \/nonexistent\/bundle does not exist/);
+  assert.doesNotMatch(missing.stderr, /at .*\.ts:\d+/, 'no stack trace');
+  const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
+  const cuda = run(['--model', dir, '--devices', 'cuda:0']);
+  assert.equal(cuda.status, 1);
+  assert.match(cuda.stderr, /CUDA execution provider is not installed.*onnxruntime-node-install=cuda12/s);
+  const badFlag = run(['--model', dir, '--max-batch-tokens', 'lots']);
+  assert.notEqual(badFlag.status, 0);
+  assert.match(badFlag.stderr, /--max-batch-tokens must be an integer >= 1 \(got "lots"\)/);
+});
