@@ -67,7 +67,7 @@ export function swapFeatureValues(names: readonly string[], values: Float32Array
     const j = index.get(swapFeatureName(name));
     if (j === undefined) throw new Error(`swapFeatureValues: ${name} has no twin ${swapFeatureName(name)} in names`);
     const v = values[j] ?? 0;
-    out[i] = isAntisymmetricFeature(name) ? -v : v;
+    out[i] = isAntisymmetricFeature(name) ? 0 - v : v; // 0 - v: no -0
   });
   return out;
 }

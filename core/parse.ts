@@ -6,7 +6,6 @@ import { FIELDS, type Comparison, type Field, type ParsedComparison, type Parser
 // Python json.dumps escapes exactly these (with ensure_ascii=False everything else stays raw,
 // lone surrogates included; JSON.stringify would escape those, hence this encoder).
 const JSON_ESCAPES: Readonly<Record<string, string>> = { '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
-// eslint-disable-next-line no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f]/g;
 
 function pyJsonString(s: string): string {

@@ -14,7 +14,7 @@
 //     k = 1, 2, ... and stopping at the first k that does not fit. If not even k = 1 fits: the
 //     last turn only, each part cut to fallback_caps (prompt 256, a 512, b 512 by default); if the
 //     sum is still over avail, each part gets floor(avail * len / total) tokens and the leftover
-//     tokens go to prompt, then response_a, then response_b (never beyond a part's length).
+//     (fewer tokens than parts) goes one token each to prompt, then response_a, then response_b.
 import type { TextTokenizer } from './types.ts';
 
 export interface Cut {
@@ -70,17 +70,26 @@ export function encodePrefix(tok: TextTokenizer, text: string, n: number): Cut {
 
 /**
  * Splits `avail` tokens over parts of the given lengths in proportion to their lengths
- * (floor), then hands the leftover to the parts in order, never beyond a part's length.
+ * (floor), then hands the leftover out one token per part in order (prompt, a, b), never beyond
+ * a part's length.
  */
 export function proportionalShares(lengths: readonly number[], avail: number): number[] {
   const total = lengths.reduce((s, l) => s + l, 0);
   if (total <= avail) return [...lengths];
   const shares = lengths.map((l) => Math.floor((avail * l) / total));
+  // The floors lose less than 1 token per part, so the leftover is below the number of parts:
+  // one extra token each, in order, is enough (the loop only repeats for degenerate inputs).
   let left = avail - shares.reduce((s, x) => s + x, 0);
-  for (let i = 0; i < shares.length && left > 0; i++) {
-    const extra = Math.min(left, (lengths[i] ?? 0) - (shares[i] ?? 0));
-    shares[i] = (shares[i] ?? 0) + extra;
-    left -= extra;
+  while (left > 0) {
+    let gave = false;
+    for (let i = 0; i < shares.length && left > 0; i++) {
+      if ((shares[i] ?? 0) < (lengths[i] ?? 0)) {
+        shares[i] = (shares[i] ?? 0) + 1;
+        left--;
+        gave = true;
+      }
+    }
+    if (!gave) break;
   }
   return shares;
 }
