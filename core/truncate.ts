@@ -48,14 +48,15 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
  * merges around the cut), so once a prefix of L units yields more than n tokens, tokenize a prefix
  * of 2L units as well: if both agree on the first n ids, those ids do not depend on where the text
  * was cut, i.e. they equal the full tokenization's. Otherwise double L and retry. Texts shorter
- * than the second prefix are tokenized whole, so short inputs are always exact.
+ * than 3L are tokenized whole, so short inputs are always exact.
  */
 export function encodePrefix(tok: TextTokenizer, text: string, n: number): Cut {
   const cap = Math.max(0, n);
   // ~4 units per token is typical prose; the doubling loop handles denser or sparser text.
   let len = 4 * cap + 256;
   for (;;) {
-    if (2 * len >= text.length) {
+    // Prefix + check cost about 3 * len units of tokenizing: below that, tokenize the whole text.
+    if (3 * len >= text.length) {
       const ids = tok.encode(text);
       return ids.length > cap ? { ids: ids.slice(0, cap), truncated: true } : { ids, truncated: false };
     }
