@@ -1,0 +1,54 @@
+// `pairpref eval`: score a labeled Arena file and report log loss, accuracy, counts and the
+// confusion matrix, as a table (stderr-free, on stdout) or as one JSON object with --json.
+import type { Command } from 'commander';
+import { CLASS_NAMES, EvalAccumulator, LOG_LOSS_EPS, type EvalReport } from '../client/metrics.ts';
+import type { SkippedRow } from '../client/score-file.ts';
+import { addSourceOptions, openSource, reportSkipped, runCommand, scoreInput, type SourceFlags } from './score.ts';
+
+interface EvalFlags extends SourceFlags {
+  json: boolean;
+}
+
+const SHORT = ['a', 'b', 'tie'] as const;
+
+export function formatReport(r: EvalReport): string {
+  const pad = (s: string | number, w: number): string => String(s).padStart(w);
+  const lines = [
+    `n          ${r.n}`,
+    `log loss   ${r.log_loss.toFixed(6)}   (probabilities clipped to [${LOG_LOSS_EPS}, 1-${LOG_LOSS_EPS}], as sklearn)`,
+    `accuracy   ${r.accuracy.toFixed(6)}   (argmax)`,
+    `class counts (true labels): ${CLASS_NAMES.map((c) => `${c} ${r.class_counts[c]}`).join(', ')}`,
+    '',
+    'confusion matrix (rows: true label, columns: predicted argmax)',
+    `${pad('', 10)}${SHORT.map((s) => pad(`pred ${s}`, 10)).join('')}`,
+    ...r.confusion.map((row, i) => `${pad(`true ${SHORT[i]}`, 10)}${row.map((v) => pad(v, 10)).join('')}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+async function evaluate(f: EvalFlags): Promise<void> {
+  const source = await openSource(f);
+  const acc = new EvalAccumulator();
+  const skipped: SkippedRow[] = [];
+  try {
+    for await (const r of scoreInput(f, source.client, 'eval', { labels: true }, skipped)) {
+      const p = r.prediction;
+      acc.add([p.winner_model_a, p.winner_model_b, p.winner_tie], r.label ?? 0);
+    }
+  } finally {
+    await source.close();
+  }
+  reportSkipped(skipped);
+  const report = acc.report();
+  if (report.n === 0) throw new Error('no rows were scored');
+  process.stdout.write(f.json ? `${JSON.stringify(report)}\n` : formatReport(report));
+}
+
+export function registerEval(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('Score a labeled Arena file (winner_model_a, winner_model_b, winner_tie columns) and report log loss, accuracy, class counts and the confusion matrix.');
+  addSourceOptions(cmd)
+    .option('--json', 'print {"log_loss", "accuracy", "n", "class_counts", "confusion"} as one JSON line on stdout instead of the table', false)
+    .action((f: EvalFlags) => runCommand('eval', () => evaluate(f)));
+}

@@ -1,0 +1,234 @@
+// Streaming readers for Arena-schema files: CSV, CSV.gz, JSONL and JSONL.gz, one record at a time
+// (never the whole file in memory). Every record and every error carries its 1-based line number.
+import { parse, type CsvError } from 'csv-parse';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import type { Comparison, Turns } from '../core/types.ts';
+import { FIELDS } from '../core/types.ts';
+
+/** 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie. */
+export type LabelIndex = 0 | 1 | 2;
+export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
+const ID_AND_TEXT = ['id', ...FIELDS] as const;
+
+export interface GoodRecord {
+  readonly ok: true;
+  /** Line where the record starts (the CSV header is line 1). */
+  readonly line: number;
+  readonly comparison: Comparison;
+  /** null when labels were not asked for. */
+  readonly label: LabelIndex | null;
+}
+
+/** A record that is unusable on its own (the file can still be read past it). */
+export interface BadRecord {
+  readonly ok: false;
+  readonly line: number;
+  /** The record's id when it has one. */
+  readonly id: string | null;
+  readonly field: string;
+  readonly message: string;
+}
+
+export type FileRecord = GoodRecord | BadRecord;
+
+/** The file cannot be read on (bad header, unterminated quote, broken gzip, ...) or a bad record under stop-on-error. */
+export class ArenaFileError extends Error {
+  readonly line: number;
+  readonly field: string;
+  constructor(path: string, line: number, field: string, message: string) {
+    super(`${path}:${line}: ${field ? `${field}: ` : ''}${message}`);
+    this.name = 'ArenaFileError';
+    this.line = line;
+    this.field = field;
+  }
+}
+
+export interface ReadOptions {
+  /** Read winner_model_a/b/tie into `label`; a file without those columns is then an error. */
+  readonly labels?: boolean;
+}
+
+export type FileFormat = 'csv' | 'jsonl';
+
+export function formatOf(path: string): FileFormat {
+  return /\.(jsonl|ndjson)(\.gz)?$/i.test(path) ? 'jsonl' : 'csv';
+}
+
+function openText(path: string): Readable {
+  const file = createReadStream(path);
+  if (!/\.gz$/i.test(path)) return file;
+  const gunzip = createGunzip();
+  file.on('error', (e) => gunzip.destroy(e));
+  return file.pipe(gunzip);
+}
+
+/** Why a field is not a JSON list of strings/nulls, or null when it is. */
+export function jsonListProblem(text: string): string | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return `not valid JSON (${e instanceof Error ? e.message : String(e)})`;
+  }
+  return turnsProblem(v, 'a JSON list');
+}
+
+function turnsProblem(v: unknown, what: string): string | null {
+  if (!Array.isArray(v)) return `not ${what} of strings (got ${v === null ? 'null' : typeof v})`;
+  const i = v.findIndex((t: unknown) => typeof t !== 'string' && t !== null);
+  return i < 0 ? null : `element ${i} is ${typeof v[i]}, not a string or null`;
+}
+
+function labelOf(values: readonly unknown[]): { label: LabelIndex } | { field: string; message: string } {
+  const bits = values.map((v) => (v === 1 || v === '1' ? 1 : v === 0 || v === '0' ? 0 : null));
+  const badAt = bits.findIndex((b) => b === null);
+  if (badAt >= 0) return { field: LABEL_COLUMNS[badAt] as string, message: `label is ${JSON.stringify(values[badAt])}, not 0 or 1` };
+  const ones = bits.flatMap((b, i) => (b === 1 ? [i] : []));
+  if (ones.length !== 1) return { field: 'winner_model_a', message: `exactly one of ${LABEL_COLUMNS.join(', ')} must be 1 (got ${ones.length})` };
+  return { label: ones[0] as LabelIndex };
+}
+
+/** Records of an Arena CSV / JSONL file (optionally gzipped), in file order. */
+export function readArenaFile(path: string, opts: ReadOptions = {}): AsyncGenerator<FileRecord> {
+  return formatOf(path) === 'jsonl' ? readJsonl(path, opts) : readCsv(path, opts);
+}
+
+async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRecord> {
+  const input = openText(path);
+  const parser = input.pipe(parse({ info: true, relax_column_count: true, bom: true, skip_empty_lines: true }));
+  input.on('error', (e) => parser.destroy(e));
+  let header: string[] | null = null;
+  let col: Record<string, number> = {};
+  let lastEnd = 0; // line where the previous record ended; the next starts after it
+  try {
+    for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+      const line = lastEnd + 1;
+      lastEnd = info.lines;
+      if (!header) {
+        header = record;
+        col = Object.fromEntries(record.map((name, i) => [name.trim(), i]));
+        const need = opts.labels ? [...ID_AND_TEXT, ...LABEL_COLUMNS] : ID_AND_TEXT;
+        const missing = need.filter((c) => col[c] === undefined);
+        if (missing.length > 0) {
+          throw new ArenaFileError(path, 1, missing[0] as string, `header lacks column(s) ${missing.join(', ')} (has ${record.join(', ')})`);
+        }
+        continue;
+      }
+      const get = (name: string): string | undefined => record[col[name] as number];
+      const id = get('id') ?? null;
+      const bad = (field: string, message: string): BadRecord => ({ ok: false, line, id, field, message });
+      if (record.length !== header.length) {
+        const missing = header.find((_, i) => i >= record.length);
+        yield bad(missing ?? '', `record has ${record.length} field(s), the header has ${header.length}${missing ? ` (missing ${header.slice(record.length).join(', ')})` : ''}`);
+        continue;
+      }
+      if (!id) {
+        yield bad('id', 'id is empty');
+        continue;
+      }
+      const texts = FIELDS.map((f) => get(f) as string);
+      const problemAt = texts.findIndex((t) => jsonListProblem(t) !== null);
+      if (problemAt >= 0) {
+        yield bad(FIELDS[problemAt] as string, `${FIELDS[problemAt]} is ${jsonListProblem(texts[problemAt] as string)}`);
+        continue;
+      }
+      let label: LabelIndex | null = null;
+      if (opts.labels) {
+        const l = labelOf(LABEL_COLUMNS.map((c) => get(c)));
+        if (!('label' in l)) {
+          yield bad(l.field, l.message);
+          continue;
+        }
+        label = l.label;
+      }
+      // Raw: the JSON-list strings go to the model byte for byte, as the reference pipelines read them.
+      const [prompt, response_a, response_b] = texts as [string, string, string];
+      yield { ok: true, line, comparison: { id, kind: 'raw', prompt, response_a, response_b }, label };
+    }
+    if (!header) throw new ArenaFileError(path, 1, '', 'file is empty (no header line)');
+  } catch (e) {
+    if (e instanceof ArenaFileError) throw e;
+    const err = e as CsvError & { code?: string };
+    const what = err.code === 'CSV_QUOTE_NOT_CLOSED' ? `unterminated quoted field (runs to the end of the file): ${err.message}` : err.message;
+    throw new ArenaFileError(path, lastEnd + 1, '', what);
+  } finally {
+    input.destroy();
+  }
+}
+
+async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<FileRecord> {
+  const input = openText(path);
+  const lines = createInterface({ input, crlfDelay: Infinity });
+  let line = 0;
+  try {
+    for await (const text of lines) {
+      line++;
+      if (text.trim() === '') continue;
+      let v: unknown;
+      try {
+        v = JSON.parse(text);
+      } catch (e) {
+        yield { ok: false, line, id: null, field: '', message: `not valid JSON (${e instanceof Error ? e.message : String(e)})` };
+        continue;
+      }
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+        yield { ok: false, line, id: null, field: '', message: 'line is not a JSON object' };
+        continue;
+      }
+      const o = v as Record<string, unknown>;
+      const id = typeof o.id === 'number' ? String(o.id) : typeof o.id === 'string' && o.id !== '' ? o.id : null;
+      const bad = (field: string, message: string): BadRecord => ({ ok: false, line, id, field, message });
+      if (id === null) {
+        yield bad('id', o.id === undefined ? 'missing id' : 'id is not a non-empty string or a number');
+        continue;
+      }
+      // Each field is an Arena JSON-list string (sent raw) or a turn array; all three use one form.
+      const missing = FIELDS.find((f) => o[f] === undefined);
+      if (missing) {
+        yield bad(missing, `missing ${missing}`);
+        continue;
+      }
+      const raw = FIELDS.every((f) => typeof o[f] === 'string');
+      const problemField = FIELDS.find((f) => (raw ? jsonListProblem(o[f] as string) : typeof o[f] === 'string' ? 'a string while other fields are lists' : turnsProblem(o[f], 'a list')) !== null);
+      if (problemField) {
+        const p = o[problemField];
+        const why = raw ? jsonListProblem(p as string) : typeof p === 'string' ? 'a string while other fields are turn lists; use one form' : turnsProblem(p, 'a list');
+        yield bad(problemField, `${problemField} is ${why}`);
+        continue;
+      }
+      let label: LabelIndex | null = null;
+      if (opts.labels) {
+        const l = labelOf(LABEL_COLUMNS.map((c) => o[c]));
+        if (!('label' in l)) {
+          yield bad(l.field, l.message);
+          continue;
+        }
+        label = l.label;
+      }
+      const comparison: Comparison = raw
+        ? { id, kind: 'raw', prompt: o.prompt as string, response_a: o.response_a as string, response_b: o.response_b as string }
+        : { id, kind: 'turns', prompt: o.prompt as Turns, response_a: o.response_a as Turns, response_b: o.response_b as Turns };
+      yield { ok: true, line, comparison, label };
+    }
+  } catch (e) {
+    if (e instanceof ArenaFileError) throw e;
+    throw new ArenaFileError(path, line + 1, '', e instanceof Error ? e.message : String(e));
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+}
+
+/** Counts records without keeping them (for a progress bar's total). */
+export async function countRecords(path: string): Promise<number> {
+  let n = 0;
+  try {
+    for await (const _ of readArenaFile(path)) n++;
+  } catch {
+    // The real pass reports the error with its line.
+  }
+  return n;
+}
