@@ -1,6 +1,8 @@
 // The `pairpref` command line: one bin, one subcommand per job.
 import { Command } from 'commander';
 import { registerServe } from './serve.ts';
+import { registerScore } from './score.ts';
+import { registerEval } from './eval.ts';
 
 const program = new Command()
   .name('pairpref')
@@ -8,6 +10,8 @@ const program = new Command()
   .showHelpAfterError();
 
 registerServe(program);
+registerScore(program);
+registerEval(program);
 
 try {
   await program.parseAsync(process.argv);
