@@ -25,6 +25,15 @@ function sessionOptions(device: DeviceSpec, intraOpThreads: number): Record<stri
   };
 }
 
+const WEBGPU_HINT =
+  '\nThe WebGPU provider (Dawn) needs the Vulkan loader (Debian: libvulkan1) and a Vulkan driver. Without a GPU, ' +
+  "Chromium's software driver works: apt-get install chromium libvulkan1 and set " +
+  'VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json.';
+
+function hintFor(device: DeviceSpec): string {
+  return device.provider === 'webgpu' ? WEBGPU_HINT : '';
+}
+
 export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<ModelRunner> {
   const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads) };
   const worker = new Worker(ENTRY, { workerData: init });
@@ -35,7 +44,7 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
   const signature = await new Promise<GraphSignature>((resolve, reject) => {
     const onMessage = (m: WorkerReply): void => {
       if (m.type === 'ready') resolve(m.signature);
-      else if (m.type === 'failed') reject(new Error(`device ${opts.device.name}: could not create the onnxruntime session: ${m.message}`));
+      else if (m.type === 'failed') reject(new Error(`device ${opts.device.name}: could not create the onnxruntime session: ${m.message}${hintFor(opts.device)}`));
       worker.off('message', onMessage);
     };
     worker.on('message', onMessage);
