@@ -96,16 +96,36 @@ export function readArenaFile(path: string, opts: ReadOptions = {}): AsyncGenera
   return formatOf(path) === 'jsonl' ? readJsonl(path, opts) : readCsv(path, opts);
 }
 
+/** Skipped empty lines lead a record's raw text; they do not count as its first line. */
+function blankLinesBefore(raw: string): number {
+  return (/^[\r\n]*/.exec(raw)?.[0].match(/\n/g) ?? []).length;
+}
+
 async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRecord> {
   const input = openText(path);
-  const parser = input.pipe(parse({ info: true, relax_column_count: true, bom: true, skip_empty_lines: true }));
+  // The parser runs ahead of this loop (buffered records are dropped when it fails), so the line
+  // for a parse error comes from the parser's own last complete record, tracked here.
+  let parsedEnd = 0;
+  const parser = input.pipe(
+    parse({
+      info: true,
+      raw: true,
+      relax_column_count: true,
+      bom: true,
+      skip_empty_lines: true,
+      on_record: (record: unknown, ctx: { lines: number }) => {
+        parsedEnd = ctx.lines;
+        return record;
+      },
+    }),
+  );
   input.on('error', (e) => parser.destroy(e));
   let header: string[] | null = null;
   let col: Record<string, number> = {};
   let lastEnd = 0; // line where the previous record ended; the next starts after it
   try {
-    for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
-      const line = lastEnd + 1;
+    for await (const { record, info, raw } of parser as AsyncIterable<{ record: string[]; info: { lines: number }; raw: string }>) {
+      const line = lastEnd + 1 + blankLinesBefore(raw);
       lastEnd = info.lines;
       if (!header) {
         header = record;
@@ -152,8 +172,13 @@ async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRec
   } catch (e) {
     if (e instanceof ArenaFileError) throw e;
     const err = e as CsvError & { code?: string };
-    const what = err.code === 'CSV_QUOTE_NOT_CLOSED' ? `unterminated quoted field (runs to the end of the file): ${err.message}` : err.message;
-    throw new ArenaFileError(path, lastEnd + 1, '', what);
+    const what =
+      err.code === 'CSV_QUOTE_NOT_CLOSED'
+        ? `unterminated quoted field (runs to the end of the file): ${err.message}`
+        : err.code === 'CSV_INVALID_CLOSING_QUOTE'
+          ? `unterminated or stray quote in a quoted field: ${err.message}`
+          : err.message;
+    throw new ArenaFileError(path, parsedEnd + 1 + blankLinesBefore(typeof err.raw === 'string' ? err.raw : ''), '', what);
   } finally {
     input.destroy();
   }
