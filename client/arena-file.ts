@@ -113,7 +113,7 @@ async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRec
       relax_column_count: true,
       bom: true,
       skip_empty_lines: true,
-      on_record: (record: unknown, ctx: { lines: number }) => {
+      on_record: (record: string[], ctx: { lines: number }) => {
         parsedEnd = ctx.lines;
         return record;
       },

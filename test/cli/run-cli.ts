@@ -1,0 +1,35 @@
+// Runs the real `pairpref` bin in a child process (not a TTY: no progress bar).
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../client/helpers.ts';
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export function runCli(args: readonly string[], timeoutMs = 120_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(REPO_ROOT, 'bin', 'pairpref.mjs'), ...args], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface SubmissionRow {
+  readonly id: string;
+  readonly probs: [number, number, number];
+}
+
+/** Parses a submission CSV the CLI wrote (ids in these tests need no quoting). */
+export function readSubmission(path: string): { header: string; rows: SubmissionRow[] } {
+  const [header = '', ...lines] = readFileSync(path, 'utf8').trimEnd().split('\n');
+  const rows = lines.map((l) => {
+    const [id = '', a, b, t] = l.split(',');
+    return { id, probs: [Number(a), Number(b), Number(t)] as [number, number, number] };
+  });
+  return { header, rows };
+}
