@@ -1,0 +1,134 @@
+"""PairPref cross-encoder: one transformer over the templated pair, built so that exchanging the
+two responses exchanges the model's view of them.
+
+Segments come from the template's marker ids (<|prompt|>, <|response_a|>, <|response_b|>).
+Both responses share one segment embedding and positions count from each segment's start, and
+attention gets a learned per-head bias for (query segment, key segment) in relative terms
+(prompt / same response / other response). So the encoder is equivariant to swapping A and B,
+the head is side-symmetric, and p_a(P,A,B) = p_b(P,B,A) holds up to float rounding whenever
+truncation cut both orientations alike. Padding is masked out of attention and pooling.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NEG = -1e4  # additive mask; large enough that exp() underflows to exactly 0 in float32
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads, ffn, dropout):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, ffn)
+        self.ff2 = nn.Linear(ffn, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, bias):
+        b, t, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(d // h)) + bias, dim=-1)
+        y = (self.drop(att) @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.drop(self.out(y))
+        return x + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(x)))))
+
+
+class PairPref(nn.Module):
+    def __init__(self, vocab_size, segments, feature_names, feat_mean, feat_std,
+                 d=128, layers=2, heads=4, ffn=256, max_len=512, dropout=0.1, head_hidden=128):
+        super().__init__()
+        self.heads = heads
+        self.pad_id = segments['pad']
+        self.a_id = segments['response_a']
+        self.b_id = segments['response_b']
+        self.tok = nn.Embedding(vocab_size, d)
+        self.pos = nn.Embedding(max_len, d)
+        self.seg = nn.Embedding(2, d)  # 0 prompt (and BOS), 1 a response (either side)
+        # Relative segment pairs: 0 key in prompt, 1 same response, 2 other response, 3 prompt->response.
+        self.rel = nn.Embedding(4, heads * layers)
+        nn.init.zeros_(self.rel.weight)
+        self.blocks = nn.ModuleList([Block(d, heads, ffn, dropout) for _ in range(layers)])
+        self.ln = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.max_len = max_len
+
+        names = list(feature_names)
+        n = len(names)
+        self.n_feat = n
+        if n:
+            idx = {nm: i for i, nm in enumerate(names)}
+
+            def twin(nm):
+                return 'b_' + nm[2:] if nm.startswith('a_') else 'a_' + nm[2:] if nm.startswith('b_') else nm
+
+            self.register_buffer('feat_perm', torch.tensor([idx[twin(nm)] for nm in names], dtype=torch.long))
+            self.register_buffer('feat_sign', torch.tensor([-1.0 if nm.endswith('_b_a') else 1.0 for nm in names]))
+            self.register_buffer('feat_mean', torch.as_tensor(feat_mean, dtype=torch.float32))
+            self.register_buffer('feat_std', torch.as_tensor(feat_std, dtype=torch.float32))
+        pooled = 3 * d  # mean-pooled own response, other response, prompt
+        side_in = pooled + d + 2 * n  # + own*other interaction + features seen from this side and swapped
+        self.side = nn.Sequential(nn.Linear(side_in, head_hidden), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(head_hidden, head_hidden), nn.GELU(), nn.Linear(head_hidden, 1))
+        tie_in = 4 * d + 2 * n
+        self.tie = nn.Sequential(nn.Linear(tie_in, head_hidden), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(head_hidden, 1))
+
+    def norm_features(self, f):
+        f = torch.sign(f) * torch.log1p(torch.abs(f))
+        return (f - self.feat_mean) / self.feat_std
+
+    def forward(self, input_ids, attention_mask, features=None):
+        ids = input_ids
+        mask = attention_mask.to(torch.float32)
+        b, t = ids.shape
+        in_b = (torch.cumsum((ids == self.b_id).to(torch.int64), dim=1) > 0).to(torch.float32)
+        in_ab = (torch.cumsum((ids == self.a_id).to(torch.int64), dim=1) > 0).to(torch.float32)
+        in_a = in_ab * (1.0 - in_b)
+        in_p = (1.0 - torch.maximum(in_a, in_b))
+        # Positions from each segment's start, so a response sits at the same positions on either side.
+        pos = in_p * (torch.cumsum(in_p, 1) - 1) + in_a * (torch.cumsum(in_a, 1) - 1) + in_b * (torch.cumsum(in_b, 1) - 1)
+        pos = torch.clamp(pos, 0, self.max_len - 1).to(torch.int64)
+        in_resp = torch.maximum(in_a, in_b)
+        x = self.tok(ids) + self.pos(pos) + self.seg(in_resp.to(torch.int64))
+        x = self.drop(x)
+
+        # Relative segment type for (query i, key j).
+        kp = in_p[:, None, :]
+        same = in_a[:, :, None] * in_a[:, None, :] + in_b[:, :, None] * in_b[:, None, :]
+        q_resp = in_resp[:, :, None]
+        k_resp = in_resp[:, None, :]
+        rel = (1 - kp) * (q_resp * (1 + (1 - same)) + (1 - q_resp) * 3) + kp * 0
+        rel = rel.to(torch.int64)  # [b, t, t]
+        relb = self.rel(rel).permute(0, 3, 1, 2)  # [b, heads*layers, t, t]
+        keymask = (1.0 - mask)[:, None, None, :] * NEG
+        h = self.heads
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, relb[:, i * h:(i + 1) * h] + keymask)
+        x = self.ln(x)
+
+        def pool(w):
+            w = w * mask
+            return (x * w[:, :, None]).sum(1) / torch.clamp(w.sum(1, keepdim=True), min=1.0)
+
+        ha, hb, hp = pool(in_a), pool(in_b), pool(in_p)
+        if self.n_feat:
+            f = self.norm_features(features)
+            fs = self.norm_features(features[:, self.feat_perm] * self.feat_sign)
+            fa_view, fb_view = torch.cat([f, fs], 1), torch.cat([fs, f], 1)
+            f_sym, f_asym = f + fs, torch.abs(f - fs)
+        else:
+            fa_view = fb_view = f_sym = f_asym = x.new_zeros(b, 0)
+        la = self.side(torch.cat([ha, hb, hp, ha * hb, fa_view], 1))
+        lb = self.side(torch.cat([hb, ha, hp, hb * ha, fb_view], 1))
+        lt = self.tie(torch.cat([ha + hb, torch.abs(ha - hb), hp, ha * hb, f_sym, f_asym], 1))
+        return torch.cat([la, lb, lt], 1)
+
+
+def count_params(model):
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,228 @@
+// The whole training pipeline, one command: tokenizer -> core/ shards -> PyTorch training ->
+// ONNX export -> onnxruntime parity -> dev / out-of-domain evaluation -> golden rows.
+//   npm run train              full run into models/default (see models/default/MODEL_CARD.md)
+//   npm run train:smoke        ~200 rows, tiny model, into training/out/smoke (what CI runs)
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { encodeSplits } from './encode-splits.ts';
+import { checkParity, evaluateCsv, loadBundle, type EvalResult, type ReferenceRow } from './onnx-eval.ts';
+import { assertPythonTorch, runPython } from './python.ts';
+import { checkTokenizerParity, EDGE_STRINGS, sampleStrings } from './tokenizer-parity.ts';
+import { trainTokenizer, writeCorpus } from './tokenizer-train.ts';
+
+export interface PipelineOptions {
+  readonly data: string;
+  readonly out: string;
+  readonly work: string;
+  readonly vocab: number;
+  readonly maxLength: number;
+  readonly trainLimit?: number;
+  readonly devLimit?: number;
+  readonly hhLimit?: number;
+  readonly epochs: number;
+  readonly d: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly ffn: number;
+  readonly batch: number;
+  readonly lr: number;
+  readonly devEvalRows: number;
+  readonly evalsPerEpoch: number;
+  readonly maxMinutes: number;
+  readonly seed: number;
+  readonly tokenizerParityRows: number;
+  readonly goldenRows: number;
+  readonly name: string;
+  readonly version: string;
+}
+
+export const SMOKE: Partial<PipelineOptions> = {
+  vocab: 600, maxLength: 96, trainLimit: 200, devLimit: 48, hhLimit: 16, epochs: 1, d: 16, layers: 1, heads: 2, ffn: 32,
+  batch: 16, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
+};
+
+export const FULL: PipelineOptions = {
+  data: '../shared/data',
+  out: 'models/default',
+  work: 'training/out/run',
+  vocab: 16000,
+  maxLength: 256,
+  epochs: 3,
+  d: 128,
+  layers: 2,
+  heads: 4,
+  ffn: 256,
+  batch: 32,
+  lr: 1e-3,
+  devEvalRows: 1000,
+  evalsPerEpoch: 2,
+  maxMinutes: 52,
+  seed: 1234,
+  tokenizerParityRows: 100,
+  goldenRows: 8,
+  name: 'pairpref-default',
+  version: '1.0.0',
+};
+
+export interface PipelineResult {
+  readonly minutes: Record<string, number>;
+  readonly dev: EvalResult;
+  readonly hh: EvalResult | null;
+  readonly parity: { rows: number; max_abs_diff: number; id_mismatches: number };
+  readonly tokenizer_parity: { checked: number; mismatches: number };
+  readonly latency_ms_one_row: number;
+  readonly bundle_bytes: number;
+  readonly params: number;
+  readonly training: unknown;
+}
+
+export async function runPipeline(o: PipelineOptions, log: (m: string) => void = console.log): Promise<PipelineResult> {
+  assertPythonTorch();
+  const t0 = Date.now();
+  const minutes: Record<string, number> = {};
+  let tStep = Date.now();
+  const mark = (step: string): void => {
+    minutes[step] = (Date.now() - tStep) / 60000;
+    log(`[pipeline] ${step} done in ${(minutes[step] * 60).toFixed(1)} s`);
+    tStep = Date.now();
+  };
+  const csv = (name: string): string => join(o.data, name);
+  const trainCsv = csv('alpaca-pairs-train.csv.gz');
+  const devCsv = csv('alpaca-pairs-dev.csv.gz');
+  const hhCsv = csv('hh-harmless-test.csv.gz');
+  for (const f of [trainCsv, devCsv]) if (!existsSync(f)) throw new Error(`missing data file ${f}`);
+  const shardDir = join(o.work, 'shards');
+  mkdirSync(o.out, { recursive: true });
+  mkdirSync(shardDir, { recursive: true });
+
+  // 1. Tokenizer on the train split only, then JS-vs-native id parity.
+  const corpus = join(o.work, 'corpus.txt');
+  const lines = await writeCorpus(trainCsv, corpus, o.trainLimit);
+  const tokPath = join(o.out, 'tokenizer.json');
+  const vocab = trainTokenizer(corpus, tokPath, o.vocab);
+  rmSync(tokPath + '.raw.json', { force: true });
+  rmSync(corpus, { force: true });
+  const texts = [
+    ...EDGE_STRINGS,
+    ...(await sampleStrings(trainCsv, o.tokenizerParityRows)),
+    ...(await sampleStrings(devCsv, o.tokenizerParityRows)),
+  ];
+  const tp = await checkTokenizerParity(readFileSync(tokPath, 'utf8'), texts);
+  if (tp.mismatches.length > 0) throw new Error(`tokenizer: JS and native ids differ on ${tp.mismatches.length} strings`);
+  log(`[pipeline] tokenizer: ${vocab} ids from ${lines} texts; JS == native on ${tp.checked} strings`);
+  mark('tokenizer');
+
+  // 2. preference.json + shards through core/.
+  await encodeSplits({
+    bundleDir: o.out,
+    shardDir,
+    maxLength: o.maxLength,
+    name: o.name,
+    version: o.version,
+    splits: [
+      { split: 'train', csv: trainCsv, ...(o.trainLimit === undefined ? {} : { limit: o.trainLimit }) },
+      { split: 'dev', csv: devCsv, ...(o.devLimit === undefined ? {} : { limit: o.devLimit }) },
+    ],
+    log,
+  });
+  mark('shards');
+
+  // 3. Train.
+  const ckpt = join(o.work, 'model.pt');
+  await runPython('train.py', [
+    '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
+    '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads), '--ffn', String(o.ffn),
+    '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
+    '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed),
+  ], (l) => log(`  ${l}`));
+  const training = JSON.parse(readFileSync(join(o.work, 'model.json'), 'utf8')) as { params: number };
+  mark('train');
+
+  // 4. Export + 5. parity with onnxruntime-node on 256 dev rows re-encoded through core/.
+  const refPath = join(o.work, 'reference.json');
+  await runPython('export.py', ['--ckpt', ckpt, '--shards', shardDir, '--onnx', join(o.out, 'model.onnx'),
+    '--reference', refPath, '--rows', '256'], (l) => log(`  ${l}`));
+  const reference = (JSON.parse(readFileSync(refPath, 'utf8')) as { rows: ReferenceRow[] }).rows;
+  const bundle = await loadBundle(o.out);
+  const parity = await checkParity(bundle, devCsv, reference);
+  log(`[pipeline] parity ${JSON.stringify(parity)}`);
+  if (parity.id_mismatches > 0 || !(parity.max_abs_diff <= 1e-4)) throw new Error(`ONNX parity failed: ${JSON.stringify(parity)}`);
+  mark('export');
+
+  // 6. Evaluation through core/ + onnxruntime-node; latency of one max-length row.
+  const dev = await evaluateCsv(bundle, devCsv, o.devLimit);
+  log(`[pipeline] dev ${JSON.stringify(dev)}`);
+  const hh = existsSync(hhCsv) ? await evaluateCsv(bundle, hhCsv, o.hhLimit) : null;
+  log(`[pipeline] hh-harmless ${JSON.stringify(hh)}`);
+  const longest = reference.reduce((a, r) => (r.ids.length > a.ids.length ? r : a));
+  const row = { ids: Int32Array.from(longest.ids), truncated: false, features: longest.features && Float32Array.from(longest.features) };
+  for (let i = 0; i < 3; i++) await bundle.score([row]);
+  const runs = 20;
+  const tl = performance.now();
+  for (let i = 0; i < runs; i++) await bundle.score([row]);
+  const latency = (performance.now() - tl) / runs;
+  await bundle.close();
+  mark('eval');
+
+  // 7. Golden rows: PyTorch probabilities at export, checked by test/training/default-model.test.ts.
+  const golden = {
+    source: 'alpaca-pairs-dev.csv.gz',
+    note: 'ids from core/ and probabilities from PyTorch at export; the test re-encodes these rows and checks both',
+    rows: reference.slice(0, o.goldenRows).map((r) => ({ id: r.id, ids: r.ids, probs: r.probs })),
+  };
+  writeFileSync(join(o.out, 'golden.json'), JSON.stringify(golden) + '\n');
+  const bytes = ['model.onnx', 'tokenizer.json', 'preference.json'].reduce((s, f) => s + statSync(join(o.out, f)).size, 0);
+  const result: PipelineResult = {
+    minutes: { ...minutes, total: (Date.now() - t0) / 60000 },
+    dev,
+    hh,
+    parity,
+    tokenizer_parity: { checked: tp.checked, mismatches: tp.mismatches.length },
+    latency_ms_one_row: latency,
+    bundle_bytes: bytes,
+    params: training.params,
+    training,
+  };
+  writeFileSync(join(o.work, 'metrics.json'), JSON.stringify({ options: o, ...result }, null, 2) + '\n');
+  copyFileSync(join(o.work, 'metrics.json'), join(o.out, 'metrics.json'));
+  log(`[pipeline] done in ${result.minutes.total!.toFixed(1)} min: ${JSON.stringify({ dev, latency_ms: latency, bytes })}`);
+  return result;
+}
+
+function cli(): PipelineOptions {
+  const { values } = parseArgs({
+    options: {
+      smoke: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      work: { type: 'string' },
+      data: { type: 'string' },
+      epochs: { type: 'string' },
+      'max-minutes': { type: 'string' },
+      'train-limit': { type: 'string' },
+      'max-length': { type: 'string' },
+      d: { type: 'string' },
+      layers: { type: 'string' },
+    },
+  });
+  const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+  const base: PipelineOptions = values.smoke ? { ...FULL, ...SMOKE, out: 'training/out/smoke', work: 'training/out/smoke-work' } : FULL;
+  const pick = <K extends keyof PipelineOptions>(k: K, v: PipelineOptions[K] | undefined): Partial<PipelineOptions> =>
+    v === undefined ? {} : { [k]: v };
+  return {
+    ...base,
+    ...pick('out', values.out),
+    ...pick('work', values.work),
+    ...pick('data', values.data),
+    ...pick('epochs', num(values.epochs)),
+    ...pick('maxMinutes', num(values['max-minutes'])),
+    ...pick('trainLimit', num(values['train-limit'])),
+    ...pick('maxLength', num(values['max-length'])),
+    ...pick('d', num(values.d)),
+    ...pick('layers', num(values.layers)),
+  };
+}
+
+if (resolve(process.argv[1] ?? '') === resolve(new URL(import.meta.url).pathname)) {
+  await runPipeline(cli());
+}

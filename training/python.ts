@@ -1,0 +1,41 @@
+// Runs the PyTorch steps with the system Python (Debian python3-torch / python3-onnx).
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PYTHON = process.env.PAIRPREF_PYTHON ?? '/usr/bin/python3';
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+export const PYTHON_HELP =
+  'training needs /usr/bin/python3 with PyTorch and ONNX: apt-get install python3-torch python3-onnx libopenblas0-pthread';
+
+/** Throws with the install command when torch or onnx cannot be imported. */
+export function assertPythonTorch(): void {
+  const r = spawnSync(PYTHON, ['-c', 'import torch, onnx, numpy'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').pop();
+    throw new Error(`${PYTHON_HELP} (${PYTHON}: ${why})`);
+  }
+}
+
+/** Runs training/<script> with args; each output line goes to `onLine`. Rejects on a non-zero exit. */
+export function runPython(script: string, args: readonly string[], onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, ['-u', join(HERE, script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = '';
+    const pipe = (chunk: Buffer): void => {
+      const text = tail + chunk.toString('utf8');
+      const lines = text.split('\n');
+      tail = lines.pop() ?? '';
+      for (const l of lines) if (!/UserWarning|_jit_pass_onnx|^\s*_C\._jit/.test(l)) onLine(l);
+    };
+    child.stdout.on('data', pipe);
+    child.stderr.on('data', pipe);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (tail) onLine(tail);
+      if (code === 0) resolve();
+      else reject(new Error(`${script} exited with ${code}`));
+    });
+  });
+}
