@@ -15,8 +15,9 @@ export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 export const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url);
 
 /** models/default once it is trained, else a tiny fixture bundle written to a temp dir. */
-export function bundleForTests(): { dir: string; kind: 'models/default' | 'fixture' } {
-  if (process.env['PAIRPREF_WEB_MODEL_DIR']) return { dir: process.env['PAIRPREF_WEB_MODEL_DIR'], kind: 'fixture' };
+export function bundleForTests(): { dir: string; kind: 'PAIRPREF_WEB_MODEL_DIR' | 'models/default' | 'fixture' } {
+  const fromEnv = process.env['PAIRPREF_WEB_MODEL_DIR'];
+  if (fromEnv) return { dir: fromEnv, kind: 'PAIRPREF_WEB_MODEL_DIR' };
   if (existsSync(join(DEFAULT_MODEL_DIR, 'model.onnx'))) return { dir: DEFAULT_MODEL_DIR, kind: 'models/default' };
   return { dir: writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-web-bundle-'))).dir, kind: 'fixture' };
 }
