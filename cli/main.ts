@@ -1,5 +1,6 @@
 // The `pairpref` command line: one bin, one subcommand per job.
 import { Command } from 'commander';
+import { registerBench } from './bench.ts';
 import { registerServe } from './serve.ts';
 import { registerScore } from './score.ts';
 import { registerEval } from './eval.ts';
@@ -10,6 +11,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerServe(program);
+registerBench(program);
 registerScore(program);
 registerEval(program);
 

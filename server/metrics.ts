@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client), served over HTTP on --metrics-port when set.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DeviceLoad } from './scheduler.ts';
 import type { RowResult, Scorer } from './scorer.ts';
 
 export interface Metrics {
@@ -29,6 +30,23 @@ export function createMetrics(scorer: Scorer): Metrics {
       for (const l of scorer.loads()) this.set({ device: l.name }, l.paddedTokens);
     },
   });
+  // Per-device work counters (gauges over the scheduler's running totals), so a load test can
+  // take deltas around a phase: busy share = busy seconds / wall seconds.
+  const perDevice = (name: string, help: string, pick: (l: DeviceLoad) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['device'],
+      registers: [registry],
+      collect() {
+        for (const l of scorer.loads()) this.set({ device: l.name }, pick(l));
+      },
+    });
+  };
+  perDevice('pairpref_device_busy_seconds', 'Seconds each device has spent running batches', (l) => l.busyMs / 1000);
+  perDevice('pairpref_device_batches', 'Batches each device has run', (l) => l.batches);
+  perDevice('pairpref_device_rows', 'Rows each device has run', (l) => l.rows);
+  perDevice('pairpref_device_tokens', 'Real (unpadded) tokens each device has run', (l) => l.tokens);
   return {
     registry,
     observeRow(r, latencyMs) {

@@ -1,0 +1,73 @@
+"""The PyTorch peer: the reference pipelines' way. PyTorch eager, the same weights (a training/
+checkpoint), rows sorted by length and run in batches of 8 padded to each batch's longest row.
+
+It reads the token ids that core/ produced (written by the TS harness), so tokenization is
+identical, and prints one JSON object: rows/s plus the probabilities of the first rows, which
+the harness compares with onnxruntime's to prove the weights are the same.
+
+usage: /usr/bin/python3 bench/torch_peer.py --ckpt FILE.pt --rows ROWS.json --threads N [--batch 8]
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'training'))
+from model import PairPref  # noqa: E402
+
+
+def make_batch(rows, pad_id):
+    t = max(len(r['ids']) for r in rows)
+    ids = np.full((len(rows), t), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), t), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r['ids'])] = r['ids']
+        mask[i, :len(r['ids'])] = 1
+    feats = None
+    if rows[0].get('features') is not None:
+        feats = torch.tensor([r['features'] for r in rows], dtype=torch.float32)
+    return torch.from_numpy(ids), torch.from_numpy(mask), feats
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--ckpt', required=True)
+    ap.add_argument('--rows', required=True)
+    ap.add_argument('--threads', type=int, required=True)
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--check-rows', type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    ck = torch.load(args.ckpt, map_location='cpu')
+    cfg = dict(ck['config'])
+    cfg['dropout'] = 0.0
+    model = PairPref(**cfg)
+    model.load_state_dict(ck['state'])
+    model.eval()
+    data = json.load(open(args.rows))
+    pad_id = data['pad_id']
+    rows = data['rows']
+
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]['ids']))
+    batches = [order[s:s + args.batch] for s in range(0, len(order), args.batch)]
+    with torch.no_grad():
+        # Untimed warm-up on the longest and the shortest batch, as the ONNX side gets.
+        for b in {0, len(batches) - 1}:
+            model(*make_batch([rows[i] for i in batches[b]], pad_id))
+        t0 = time.perf_counter()
+        for b in batches:
+            model(*make_batch([rows[i] for i in b], pad_id))
+        seconds = time.perf_counter() - t0
+        check = list(range(min(args.check_rows, len(rows))))
+        probs = torch.softmax(model(*make_batch([rows[i] for i in check], pad_id)).double(), -1).tolist()
+    print(json.dumps({'rows': len(rows), 'seconds': seconds, 'rows_per_s': len(rows) / seconds, 'batch': args.batch,
+                      'threads': torch.get_num_threads(), 'torch': torch.__version__, 'check_probs': probs}))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,82 @@
+// End to end: `pairpref bench --json` on tiny settings (fixture model, 50 rows, 2 clients, the
+// naive peer but no PyTorch peer, which needs trained weights). Checks shape and sanity, not speed.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { BenchResult, ServerRun } from '../../bench/run.ts';
+import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'pairpref-bench-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function positive(x: unknown, what: string): void {
+  assert.equal(typeof x, 'number', `${what} is a number`);
+  assert.ok(Number.isFinite(x) && (x as number) > 0, `${what} = ${String(x)} is finite and > 0`);
+}
+
+function checkRun(r: ServerRun, what: string): void {
+  positive(r.rows_per_s, `${what} rows_per_s`);
+  positive(r.tokens_per_s, `${what} tokens_per_s`);
+  assert.equal(r.errors, 0, `${what} had no row errors`);
+  const l = r.latency;
+  assert.ok(l.p50_ms > 0 && l.p50_ms <= l.p95_ms && l.p95_ms <= l.p99_ms && l.p99_ms <= l.max_ms, `${what} percentiles ordered: ${JSON.stringify(l)}`);
+  const shares = Object.values(r.busy_share);
+  assert.ok(shares.length >= 1, `${what} reports busy share per device`);
+  for (const s of shares) assert.ok(s > 0 && s <= 1.05, `${what} busy share ${s} in (0, 1]`);
+}
+
+test('pairpref bench --json runs end to end on the fixture and reports every field', { timeout: 240_000 }, () => {
+  const model = writeFixtureBundle(join(dir, 'fixture'), { preference: { truncation: { max_length: 512 } } }).dir;
+  const r = spawnSync(
+    process.execPath,
+    ['bin/pairpref.mjs', 'bench', '--model', model, '--rows', '50', '--clients', '2', '--naive-clients', '4', '--peer-rows', '30', '--devices', 'cpu;cpu,cpu', '--json'],
+    { cwd: ROOT, encoding: 'utf8', timeout: 230_000 },
+  );
+  assert.equal(r.status, 0, `bench exited ${r.status}: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 1, 'one JSON object on stdout');
+  const b = JSON.parse(lines[0]!) as BenchResult;
+
+  for (const k of ['model', 'machine', 'settings', 'tokenization', 'throughput', 'pairpref', 'limit', 'fixed_padding', 'naive', 'pytorch', 'latency', 'scaling', 'ratios', 'targets', 'notes']) {
+    assert.ok(k in b, `JSON has ${k}`);
+  }
+  assert.equal(b.model.name, 'fixture');
+  assert.ok(b.notes.some((n) => n.includes('fixture')), 'says the figures come from the fixture model');
+  assert.equal(b.throughput.length, 2, 'one throughput row per default input');
+  for (const t of b.throughput) {
+    assert.equal(t.rows, 50);
+    checkRun(t.pairpref, `throughput ${t.input}`);
+    positive(t.limit_rows_per_s, `limit ${t.input}`);
+  }
+  positive(b.pairpref.peak_rss_mib, 'peak RSS');
+  positive(b.limit.rows_per_s, 'limit rows/s');
+  positive(b.fixed_padding.fixed_rows_per_s, 'fixed padding rows/s');
+  positive(b.fixed_padding.dynamic_rows_per_s, 'dynamic padding rows/s');
+  assert.ok(b.fixed_padding.fixed_padded_tokens >= b.fixed_padding.dynamic_padded_tokens, 'fixed padding never pads less');
+  assert.ok('naive_rows_per_s' in b.naive, 'the naive peer ran');
+  if ('naive_rows_per_s' in b.naive) {
+    positive(b.naive.naive_rows_per_s, 'naive rows/s');
+    positive(b.naive.pairpref_unary_rows_per_s, 'pairpref unary rows/s');
+  }
+  assert.ok('skipped' in b.pytorch && /PyTorch weights|\.pt/.test(b.pytorch.skipped), `PyTorch peer says why it did not run: ${JSON.stringify(b.pytorch)}`);
+  assert.equal(b.ratios.vs_pytorch, null);
+
+  for (const k of ['vs_limit', 'vs_naive', 'vs_fixed_padding'] as const) positive(b.ratios[k], `ratios.${k}`);
+  assert.equal(b.targets['vs_pytorch']?.met, null, 'an unmeasured target is neither met nor failed');
+  assert.equal(typeof b.targets['vs_limit']?.met, 'boolean');
+
+  const lat = b.latency;
+  positive(lat.half_peak_rate, 'half-peak rate');
+  assert.ok(lat.half_peak.p50_ms <= lat.half_peak.p99_ms, 'half-peak percentiles ordered');
+  positive(lat.p99_over_p50, 'p99/p50');
+  positive(lat.single_row_unary.p50_ms, 'single-row unary p50');
+
+  assert.deepEqual(b.scaling.map((s) => s.devices), ['cpu', 'cpu,cpu']);
+  for (const s of b.scaling) checkRun(s, `scaling ${s.devices}`);
+  assert.deepEqual(Object.keys(b.scaling[1]!.busy_share).sort(), ['cpu:0', 'cpu:1'], 'both sessions report busy time');
+});
