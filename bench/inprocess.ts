@@ -8,9 +8,11 @@ import type { PlannedBatch } from './batches.ts';
 export type GraphOptLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
 /** The server's CPU session options (server/backends/worker-runner.ts), with the optimisation level open for sweeps. */
-export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all'): Promise<ort.InferenceSession> {
+export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all', device = 'cpu'): Promise<ort.InferenceSession> {
+  const cuda = /^cuda(?::(\d+))?$/.exec(device);
+  const providers = cuda ? [{ name: 'cuda', deviceId: Number(cuda[1] ?? 0) }] : device === 'webgpu' ? ['webgpu'] : ['cpu'];
   return ort.InferenceSession.create(modelPath, {
-    executionProviders: ['cpu'],
+    executionProviders: providers as ort.InferenceSession.ExecutionProviderConfig[],
     graphOptimizationLevel: level,
     intraOpNumThreads: threads,
     interOpNumThreads: 1,

@@ -57,7 +57,7 @@ export interface ServerRun {
 export interface BenchResult {
   readonly model: { dir: string; name: string; version: string; max_length: number; truncation: string; fixture_note: string | null };
   readonly machine: { cpus: number; loadavg_start: number[]; loadavg_end: number[]; node: string; onnxruntime: string };
-  readonly settings: { rows_per_input: number; clients: number; window: number; intra_op_threads: number; batching: typeof DEFAULT_BATCHING };
+  readonly settings: { rows_per_input: number; clients: number; window: number; intra_op_threads: number; batching: typeof DEFAULT_BATCHING; limit_device: string };
   readonly tokenization: { input: string; rows_per_s: number; mean_tokens: number; truncated_share: number }[];
   readonly throughput: { input: string; rows: number; pairpref: ServerRun; limit_rows_per_s: number; vs_limit: number }[];
   readonly pairpref: ServerRun;
@@ -174,8 +174,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       };
     });
 
-    phase(`the limit: in-process session.run on sorted dynamic batches (${threads} threads)`);
-    const session = await createCpuSession(bundle.modelPath, threads);
+    // The limit runs on the headline's first device (cpu here; cuda:0 on a GPU host).
+    const limitDevice = headline.split(',')[0]!.trim();
+    phase(`the limit: in-process session.run on sorted dynamic batches (${limitDevice}, ${threads} threads)`);
+    const session = await createCpuSession(bundle.modelPath, limitDevice === 'cpu' ? threads : 1, 'all', limitDevice);
     const limits = [];
     for (const enc of encoded) {
       const plan = sortedBatches(enc, DEFAULT_BATCHING);
@@ -310,6 +312,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         try {
           const t = await runTorchPeer(ck.path, long.slice(0, peerRows), cfg.special_tokens.pad_id, threads, join(work, 'torch-rows.json'));
           const diff = maxAbsDiff(t.check_probs, onnxCheck);
+          if (ck.guessed && !(diff < 1e-3)) throw new Error(`${ck.path} is not the checkpoint of ${bundle.modelPath} (max |dp| ${diff.toExponential(1)} on ${onnxCheck.length} rows); pass --torch-checkpoint`);
           pytorch = { rows_per_s: round(t.rows_per_s), rows: t.rows, batch: t.batch, threads: t.threads, torch: t.torch, checkpoint: ck.path, max_abs_prob_diff_vs_onnx: diff };
           if (!(diff < 1e-3)) notes.push(`the PyTorch checkpoint does not match model.onnx (max |dp| ${diff}): vs_pytorch compares different weights`);
         } catch (e) {
@@ -344,7 +347,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         fixture_note: isFixture ? 'fixture model: measures overheads more than model compute' : null,
       },
       machine: { cpus: threads, loadavg_start: loadStart, loadavg_end: loadEnd, node: process.version, onnxruntime: ort.env.versions.common },
-      settings: { rows_per_input: nRows, clients, window, intra_op_threads: threads, batching: DEFAULT_BATCHING },
+      settings: { rows_per_input: nRows, clients, window, intra_op_threads: threads, batching: DEFAULT_BATCHING, limit_device: limitDevice },
       tokenization,
       throughput,
       pairpref: headlineRun,

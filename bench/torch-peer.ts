@@ -17,13 +17,21 @@ export interface TorchPeerResult {
   readonly check_probs: number[][];
 }
 
-/** The bundle's PyTorch checkpoint: an explicit file, else the only *.pt in the bundle directory. */
-export function findCheckpoint(modelDir: string, explicit: string | undefined): { path: string | null; why: string } {
-  if (explicit) return existsSync(explicit) ? { path: explicit, why: '' } : { path: null, why: `--torch-checkpoint ${explicit} does not exist` };
+/** Where training/pipeline.ts leaves the checkpoint it exports models/default from. */
+export const TRAINING_CHECKPOINT = join(REPO_ROOT, 'training/out/run/model.pt');
+
+/**
+ * The bundle's PyTorch checkpoint: an explicit file, else the only *.pt in the bundle directory,
+ * else the training pipeline's checkpoint. `guessed` marks the last case: the harness then
+ * requires the parity check against model.onnx to pass before it uses it.
+ */
+export function findCheckpoint(modelDir: string, explicit: string | undefined): { path: string | null; guessed: boolean; why: string } {
+  if (explicit) return existsSync(explicit) ? { path: explicit, guessed: false, why: '' } : { path: null, guessed: false, why: `--torch-checkpoint ${explicit} does not exist` };
   const pts = existsSync(modelDir) ? readdirSync(modelDir).filter((f) => f.endsWith('.pt')) : [];
-  if (pts.length === 1) return { path: join(modelDir, pts[0]!), why: '' };
-  if (pts.length > 1) return { path: null, why: `${modelDir} holds several .pt files (${pts.join(', ')}): pass --torch-checkpoint` };
-  return { path: null, why: `no PyTorch weights for ${modelDir} (no .pt in the bundle; pass --torch-checkpoint FILE.pt from training/)` };
+  if (pts.length === 1) return { path: join(modelDir, pts[0]!), guessed: false, why: '' };
+  if (pts.length > 1) return { path: null, guessed: false, why: `${modelDir} holds several .pt files (${pts.join(', ')}): pass --torch-checkpoint` };
+  if (existsSync(TRAINING_CHECKPOINT)) return { path: TRAINING_CHECKPOINT, guessed: true, why: '' };
+  return { path: null, guessed: false, why: `no PyTorch weights for ${modelDir} (no .pt in the bundle, none at training/out/run/model.pt; pass --torch-checkpoint FILE.pt)` };
 }
 
 export async function runTorchPeer(ckpt: string, rows: readonly EncodedRow[], padId: number, threads: number, rowsFile: string): Promise<TorchPeerResult> {
