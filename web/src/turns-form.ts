@@ -49,6 +49,13 @@ export function createTurnsForm(container: HTMLElement): TurnsForm {
       const id = `${field}-${n}`;
       const area = el('textarea', { id, name: field, rows: field === 'prompt' ? 2 : 4, value: values?.[field] ?? '', placeholder: `${label}…` });
       area.dataset['field'] = field;
+      // Grow with the text so long responses stay readable without an inner scrollbar.
+      const grow = (): void => {
+        area.style.height = 'auto';
+        area.style.height = `${area.scrollHeight + 2}px`;
+      };
+      area.addEventListener('input', grow);
+      requestAnimationFrame(grow);
       return el('div', { className: `field field-${field}` }, [el('label', { htmlFor: id, textContent: label }), area]);
     });
     const remove = el('button', { type: 'button', className: 'link remove-turn', textContent: 'Remove turn' });
