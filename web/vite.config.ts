@@ -67,6 +67,9 @@ function bundleFiles(modelDir: string): Plugin {
       outDir = resolve(cfg.root, cfg.build.outDir);
     },
     configureServer(server) {
+      if (!existsSync(join(modelDir, 'model.onnx'))) {
+        server.config.logger.warn(`pairpref: ${modelDir} has no model.onnx; the page will say it cannot load the model (set PAIRPREF_WEB_MODEL_DIR)`);
+      }
       server.middlewares.use(serveFiles('/model/', modelDir, MODEL_FILES));
       server.middlewares.use(serveFiles('/ort/', ORT_DIST, ORT_FILES));
     },
@@ -91,7 +94,6 @@ export function pairprefWebConfig(opts: WebConfigOptions = {}): InlineConfig {
     base: './', // relative URLs: the build works from any path of any static server
     configFile: false,
     appType: 'mpa', // a missing file is a 404, not index.html (the page probes tokenizer_config.json)
-    logLevel: 'warn',
     clearScreen: false,
     plugins: [bundleFiles(modelDir)],
     // The page imports core/ from the repository root.

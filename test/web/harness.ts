@@ -1,7 +1,7 @@
 // Shared by the browser tests and the web benchmark: picks the model bundle, builds and serves
 // the page with Vite, and launches Debian's chromium headless through playwright-core.
 import { existsSync, mkdtempSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -36,14 +36,23 @@ function urlOf(address: AddressInfo | string | null | undefined): string {
 export async function buildAndPreview(modelDir: string, outDir: string): Promise<WebServer> {
   const cfg = pairprefWebConfig({ modelDir, outDir });
   await build({ ...cfg, logLevel: 'error' });
-  const server = await preview({ ...cfg, preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false } });
+  const server = await preview({ ...cfg, logLevel: 'warn', preview: { host: '127.0.0.1', port: 0, strictPort: false, open: false } });
   return { url: urlOf(server.httpServer.address()), close: () => server.close() };
+}
+
+/** A port the OS just handed out (Vite's dev server reads port 0 as "the default, 5173"). */
+async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
 }
 
 /** The dev server of `npm run web`. */
 export async function startDev(modelDir: string): Promise<WebServer> {
   const cfg = pairprefWebConfig({ modelDir });
-  const server = await createServer({ ...cfg, server: { ...cfg.server, port: 0, strictPort: false, hmr: false, watch: null } });
+  const server = await createServer({ ...cfg, logLevel: 'warn', server: { ...cfg.server, port: await freePort(), strictPort: false, hmr: false, watch: null } });
   await server.listen();
   return { url: urlOf(server.httpServer?.address()), close: () => server.close() };
 }

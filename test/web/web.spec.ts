@@ -238,4 +238,18 @@ describe('npm run web (Vite dev server)', () => {
     const want: Probs = serverResults[0]!.probs!;
     for (let k = 0; k < 3; k++) assert.ok(Math.abs(got!.probs![k]! - want[k]!) <= WASM_TOL);
   });
+
+  test('a bundle that is not there: the page says the model could not be loaded', { timeout: TIMEOUT }, async () => {
+    const dev = await startDev(join(outDir, 'no-such-bundle'));
+    cleanup.push(() => dev.close());
+    const { browser, context } = await launchBrowser({ webgpu: false });
+    cleanup.push(() => browser.close());
+    const page = await context.newPage();
+    await page.goto(dev.url);
+    await page.locator('#error').waitFor({ state: 'visible', timeout: 60_000 });
+    assert.equal(await page.locator('#error-title').textContent(), 'The model could not be loaded.');
+    assert.match((await page.locator('#error-text').textContent()) ?? '', /model\/: cannot fetch preference\.json .*HTTP 404/);
+    assert.match((await page.locator('#engine').textContent()) ?? '', /Model not loaded/);
+    assert.equal(await page.locator('#score').isDisabled(), true);
+  });
 });

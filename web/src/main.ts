@@ -42,7 +42,9 @@ const results = $('results');
 const summary = $('summary');
 const form = createTurnsForm($('turns'));
 
-function showError(message: string): void {
+const errorTitle = $('error-title');
+function showError(message: string, title = 'Cannot score this input.'): void {
+  errorTitle.textContent = title;
   errorText.textContent = message;
   errorBox.hidden = false;
 }
@@ -78,7 +80,7 @@ ready.then(
   (err: unknown) => {
     engineBox.dataset['state'] = 'failed';
     engineText.textContent = 'Model not loaded';
-    showError(`The model could not be loaded from ${modelBase}: ${err instanceof Error ? err.message : String(err)}`);
+    showError(`${modelBase}: ${err instanceof Error ? err.message : String(err)}`, 'The model could not be loaded.');
   },
 );
 
