@@ -36,7 +36,7 @@ export interface ScoreOptions {
   readonly swapTta?: boolean;
 }
 
-export const DEFAULT_BATCHING: BatchingOptions = { maxBatchTokens: 16384, maxBatchSize: 64, maxQueueDelayMs: 2 };
+export const DEFAULT_BATCHING: BatchingOptions = { maxBatchTokens: 8192, maxBatchSize: 64, maxQueueDelayMs: 2 };
 
 export interface ScorerOptions {
   readonly modelDir: string;
@@ -97,8 +97,24 @@ function errorResult(id: string, e: unknown): RowResult {
   return { id, probs: null, numTokens: 0, truncated: false, error: { code: INTERNAL, field: '', message: `row "${id}": ${message}` } };
 }
 
-/** A short row each device runs once before the scorer reports ready (first-run allocations, kernel setup). */
-const WARMUP_ROW: Comparison = { id: 'warmup', kind: 'turns', prompt: ['Hello?'], response_a: ['Hi there.'], response_b: ['Hello! How can I help?'] };
+/**
+ * Runs the largest batch shape once on each device before the scorer reports ready: first runs
+ * grow memory arenas and pick kernels, which would otherwise land on the first real calls. WebGPU
+ * gets one max-length row only, since software adapters take seconds per row.
+ */
+async function warmUp(runners: readonly ModelRunner[], executors: readonly BatchExecutor<Probs>[], config: PreferenceConfig, batching: BatchingOptions): Promise<void> {
+  const len = config.truncation.max_length;
+  const numFeatures = config.features?.names.length ?? 0;
+  const row: EncodedRow = {
+    ids: new Int32Array(len).fill(config.special_tokens.pad_id),
+    truncated: false,
+    features: numFeatures > 0 ? new Float32Array(numFeatures) : null,
+  };
+  const fullBatch = Math.max(1, Math.min(batching.maxBatchSize, Math.floor(batching.maxBatchTokens / len)));
+  await Promise.all(
+    executors.map((e, i) => e.execute(new Array<EncodedRow>(runners[i]!.device.provider === 'webgpu' ? 1 : fullBatch).fill(row))),
+  );
+}
 
 export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   const log = opts.logger ?? silentLogger;
@@ -127,10 +143,14 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     await Promise.all(runners.map((r) => r.close()));
     throw e;
   }
-  const scheduler = new BatchScheduler(
-    runners.map((r) => executorFor(r, names, bundle.config)),
-    batching,
-  );
+  const executors = runners.map((r) => executorFor(r, names, bundle.config));
+  try {
+    await warmUp(runners, executors, bundle.config, batching);
+  } catch (e) {
+    await Promise.all(runners.map((r) => r.close()));
+    throw new Error(`warm-up failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const scheduler = new BatchScheduler(executors, batching);
   const pre = bundle.preprocessor;
 
   const encode = (row: Comparison): EncodedRow => pre.encode(row);
@@ -174,13 +194,6 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     },
   };
 
-  // Warm up every device once (each gets a batch since the others are busy), then forget the counts.
-  const warm = await Promise.all(runners.map(() => scoreOne(WARMUP_ROW)));
-  const bad = warm.find((w) => w.error);
-  if (bad?.error) {
-    await scorer.close();
-    throw new Error(`warm-up failed: ${bad.error.message}`);
-  }
   for (const r of runners) log.info(`device ${r.device.name}: ${r.device.provider} execution provider, ${r.intraOpThreads} intra-op thread(s)`);
   return scorer;
 }
