@@ -17,6 +17,7 @@ export function registerServe(program: Command): void {
     .option('--max-batch-size <n>', 'most rows in one batch', intArg('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
     .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', intArg('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
     .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores split over the CPU sessions)', intArg('--intra-op-threads', 1))
+    .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 0 with CPU sessions, else cores - 1, at most 8)', intArg('--preprocess-threads', 0))
     .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have in flight before the server stops reading it', intArg('--max-inflight-per-stream', 1), 512)
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', intArg('--metrics-port', 0))
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'))
@@ -30,6 +31,7 @@ export function registerServe(program: Command): void {
         devices: o.devices,
         batching: { maxBatchTokens: o.maxBatchTokens, maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs },
         intraOpThreads: o.intraOpThreads,
+        preprocessThreads: o.preprocessThreads,
         maxInflightPerStream: o.maxInflightPerStream,
         metricsPort: o.metricsPort,
         logger: log,
@@ -57,6 +59,7 @@ interface ServeFlags {
   maxBatchSize: number;
   maxQueueDelayMs: number;
   intraOpThreads?: number;
+  preprocessThreads?: number;
   maxInflightPerStream: number;
   metricsPort?: number;
   logLevel: LogLevel;

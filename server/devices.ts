@@ -104,3 +104,13 @@ export function defaultIntraOpThreads(devices: readonly DeviceSpec[]): number {
   if (cpuSessions === 0) return 1;
   return Math.max(1, Math.floor(availableParallelism() / cpuSessions));
 }
+
+/**
+ * Tokenizer worker threads. CPU sessions already use every core, so tokenizing on the event loop
+ * costs least there; GPU sessions leave the cores free, and a fast model would otherwise wait on a
+ * single tokenizing thread.
+ */
+export function defaultPreprocessThreads(devices: readonly DeviceSpec[]): number {
+  if (devices.some((d) => d.provider === 'cpu')) return 0;
+  return Math.max(1, Math.min(8, availableParallelism() - 1));
+}

@@ -14,7 +14,7 @@ import type {
   ScoreStreamRequest,
 } from '../proto/gen/pairpref/v1/preference.ts';
 import type { Metrics } from './metrics.ts';
-import { INVALID_ARGUMENT, type RowResult, type Scorer, type ScoreOptions } from './scorer.ts';
+import { INTERNAL, INVALID_ARGUMENT, type RowResult, type Scorer, type ScoreOptions } from './scorer.ts';
 
 export interface ServiceOptions {
   /** Rows a single stream may have in flight before the server stops reading from it. */
@@ -49,18 +49,30 @@ function options(o: { swapTta: boolean } | undefined): ScoreOptions {
   return { swapTta: o?.swapTta ?? false };
 }
 
-async function scoreWire(scorer: Scorer, c: WireComparison | undefined, o: ScoreOptions): Promise<RowResult> {
-  if (!c) {
-    return { id: '', probs: null, numTokens: 0, truncated: false, error: { code: INVALID_ARGUMENT, field: 'comparison', message: 'stream message has no comparison' } };
-  }
-  let row: Comparison;
-  try {
-    row = fromWire(c);
-  } catch (e) {
-    const field = e instanceof RowInputError ? e.field : '';
-    return { id: c.id, probs: null, numTokens: 0, truncated: false, error: { code: INVALID_ARGUMENT, field, message: (e as Error).message } };
-  }
-  return scorer.scoreOne(row, o);
+function rowError(id: string, field: string, message: string, code = INVALID_ARGUMENT): RowResult {
+  return { id, probs: null, numTokens: 0, truncated: false, error: { code, field, message } };
+}
+
+/** Scores wire rows in one scorer call (one tokenizer pass, one batch of queue entries). */
+async function scoreWire(scorer: Scorer, rows: ReadonlyArray<WireComparison | undefined>, o: ScoreOptions): Promise<RowResult[]> {
+  const out: Array<RowResult | null> = new Array(rows.length).fill(null);
+  const valid: Comparison[] = [];
+  const at: number[] = [];
+  rows.forEach((c, i) => {
+    if (!c) {
+      out[i] = rowError('', 'comparison', 'stream message has no comparison');
+      return;
+    }
+    try {
+      valid.push(fromWire(c));
+      at.push(i);
+    } catch (e) {
+      out[i] = rowError(c.id, e instanceof RowInputError ? e.field : '', (e as Error).message);
+    }
+  });
+  const scored = await scorer.score(valid, o);
+  scored.forEach((r, k) => (out[at[k]!] = r));
+  return out as RowResult[];
 }
 
 export function modelInfo(scorer: Scorer): ModelInfo {
@@ -87,16 +99,11 @@ export function createPreferenceService(scorer: Scorer, opts: ServiceOptions): P
   return {
     score(call: ServerUnaryCall<ScoreRequest, ScoreResponse>, callback: sendUnaryData<ScoreResponse>): void {
       const started = performance.now();
-      const o = options(call.request.options);
-      Promise.all(
-        call.request.comparisons.map((c) =>
-          scoreWire(scorer, c, o).then((r) => {
-            observe(r, started);
-            return r;
-          }),
-        ),
-      ).then(
-        (results) => callback(null, { predictions: results.map(toWire) }),
+      scoreWire(scorer, call.request.comparisons, options(call.request.options)).then(
+        (results) => {
+          for (const r of results) observe(r, started);
+          callback(null, { predictions: results.map(toWire) });
+        },
         (e: unknown) => callback(e instanceof Error ? e : new Error(String(e))),
       );
     },
@@ -119,16 +126,22 @@ export function createPreferenceService(scorer: Scorer, opts: ServiceOptions): P
           paused = true;
           call.pause();
         }
-        scoreWire(scorer, msg.comparison, options(msg.options)).then((r) => {
-          inflight--;
-          observe(r, started);
-          if (!cancelled) call.write(toWire(r));
-          if (paused && inflight <= opts.maxInflightPerStream / 2) {
-            paused = false;
-            call.resume();
-          }
-          finishIfDone();
-        });
+        const id = msg.comparison?.id ?? '';
+        scoreWire(scorer, [msg.comparison], options(msg.options))
+          .then(
+            (results) => results[0]!,
+            (e: unknown) => rowError(id, '', `row "${id}": ${e instanceof Error ? e.message : String(e)}`, INTERNAL),
+          )
+          .then((r) => {
+            inflight--;
+            observe(r, started);
+            if (!cancelled) call.write(toWire(r));
+            if (paused && inflight <= opts.maxInflightPerStream / 2) {
+              paused = false;
+              call.resume();
+            }
+            finishIfDone();
+          });
       });
       call.on('end', () => {
         ended = true;

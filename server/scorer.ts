@@ -1,14 +1,14 @@
 // The scoring engine shared by the gRPC server and the CLI's in-process mode:
 // bundle -> devices -> batch scheduler, plus preprocessing, swap TTA and per-row errors.
 import { padBatch } from '../core/batch.ts';
-import { RowInputError } from '../core/errors.ts';
 import { joinSwapped, probsFromLabelTokens, probsFromSeqCls, type Probs } from '../core/postprocess.ts';
-import { swapComparison } from '../core/preprocess.ts';
 import type { Comparison, EncodedRow, PreferenceConfig } from '../core/types.ts';
 import type { DeviceSpec, FeedNames, ModelRunner } from './backends/runner.ts';
 import { startWorkerRunner } from './backends/worker-runner.ts';
 import { loadBundle, validateGraph, type Bundle } from './bundle.ts';
-import { defaultIntraOpThreads, resolveDevices } from './devices.ts';
+import { defaultIntraOpThreads, defaultPreprocessThreads, resolveDevices } from './devices.ts';
+import { inlineEncoder, type Encoded, type RowEncoder } from './encoder.ts';
+import { startEncoderPool } from './encoder-pool.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { BatchScheduler, type BatchExecutor, type BatchingOptions, type DeviceLoad } from './scheduler.ts';
 
@@ -45,6 +45,8 @@ export interface ScorerOptions {
   readonly batching?: Partial<BatchingOptions>;
   /** Threads per session; default splits the cores over CPU sessions. */
   readonly intraOpThreads?: number;
+  /** Tokenizer worker threads; 0 tokenizes on the event loop. Default: 0 with CPU sessions, else cores - 1 (at most 8). */
+  readonly preprocessThreads?: number;
   readonly logger?: Logger;
 }
 
@@ -58,6 +60,7 @@ export interface Scorer {
   readonly bundleDir: string;
   readonly devices: readonly DeviceInfo[];
   readonly batching: BatchingOptions;
+  readonly preprocessThreads: number;
   /** One result per row, in order. Never rejects for a bad row: the row's result carries the error. */
   score(rows: readonly Comparison[], opts?: ScoreOptions): Promise<RowResult[]>;
   scoreOne(row: Comparison, opts?: ScoreOptions): Promise<RowResult>;
@@ -89,12 +92,12 @@ function executorFor(runner: ModelRunner, names: FeedNames, config: PreferenceCo
   };
 }
 
-function errorResult(id: string, e: unknown): RowResult {
-  if (e instanceof RowInputError) {
-    return { id, probs: null, numTokens: 0, truncated: false, error: { code: INVALID_ARGUMENT, field: e.field, message: e.message } };
-  }
-  const message = e instanceof Error ? e.message : String(e);
-  return { id, probs: null, numTokens: 0, truncated: false, error: { code: INTERNAL, field: '', message: `row "${id}": ${message}` } };
+function errorResult(id: string, error: RowError): RowResult {
+  return { id, probs: null, numTokens: 0, truncated: false, error };
+}
+
+function encodeError(id: string, e: Extract<Encoded, { ok: false }>): RowError {
+  return e.input ? { code: INVALID_ARGUMENT, field: e.field, message: e.message } : { code: INTERNAL, field: e.field, message: `row "${id}": ${e.message}` };
 }
 
 /**
@@ -151,32 +154,35 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     throw new Error(`warm-up failed: ${e instanceof Error ? e.message : String(e)}`);
   }
   const scheduler = new BatchScheduler(executors, batching);
-  const pre = bundle.preprocessor;
+  const preThreads = opts.preprocessThreads ?? defaultPreprocessThreads(devices);
+  let encoder: RowEncoder;
+  try {
+    encoder = preThreads > 0 ? await startEncoderPool(bundle.dir, preThreads) : inlineEncoder(bundle.preprocessor);
+  } catch (e) {
+    scheduler.close();
+    await Promise.all(runners.map((r) => r.close()));
+    throw e;
+  }
 
-  const encode = (row: Comparison): EncodedRow => pre.encode(row);
-
-  async function scoreOne(row: Comparison, o: ScoreOptions = {}): Promise<RowResult> {
-    const id = typeof row.id === 'string' ? row.id : '';
-    let direct: EncodedRow;
-    let swapped: EncodedRow | null = null;
+  async function run(id: string, enc: Encoded): Promise<RowResult> {
+    if (!enc.ok) return errorResult(id, encodeError(id, enc));
     try {
-      direct = encode(row);
-      if (o.swapTta) swapped = encode(swapComparison(row));
-    } catch (e) {
-      return errorResult(id, e);
-    }
-    try {
-      const [p, q] = await Promise.all([scheduler.submit(direct), swapped ? scheduler.submit(swapped) : null]);
+      const [p, q] = await Promise.all([scheduler.submit(enc.direct), enc.swapped ? scheduler.submit(enc.swapped) : null]);
       return {
         id,
         probs: q ? joinSwapped(p, q) : p,
-        numTokens: direct.ids.length,
-        truncated: direct.truncated || (swapped?.truncated ?? false),
+        numTokens: enc.direct.ids.length,
+        truncated: enc.direct.truncated || (enc.swapped?.truncated ?? false),
         error: null,
       };
     } catch (e) {
-      return errorResult(id, e);
+      return errorResult(id, { code: INTERNAL, field: '', message: `row "${id}": ${e instanceof Error ? e.message : String(e)}` });
     }
+  }
+
+  async function score(rows: readonly Comparison[], o: ScoreOptions = {}): Promise<RowResult[]> {
+    const encoded = await encoder.encode(rows, o.swapTta ?? false);
+    return Promise.all(rows.map((r, i) => run(typeof r.id === 'string' ? r.id : '', encoded[i]!)));
   }
 
   const scorer: Scorer = {
@@ -184,16 +190,18 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     bundleDir: bundle.dir,
     devices: runners.map((r) => ({ device: r.device, intraOpThreads: r.intraOpThreads })),
     batching,
-    score: (rows, o) => Promise.all(rows.map((r) => scoreOne(r, o))),
-    scoreOne,
+    preprocessThreads: encoder.threads,
+    score,
+    scoreOne: async (row, o) => (await score([row], o))[0]!,
     loads: () => scheduler.loads(),
     queuedRows: () => scheduler.queuedRows,
     async close() {
       scheduler.close();
-      await Promise.all(runners.map((r) => r.close()));
+      await Promise.all([encoder.close(), ...runners.map((r) => r.close())]);
     },
   };
 
   for (const r of runners) log.info(`device ${r.device.name}: ${r.device.provider} execution provider, ${r.intraOpThreads} intra-op thread(s)`);
+  log.info(encoder.threads > 0 ? `tokenizing on ${encoder.threads} worker thread(s)` : 'tokenizing on the event loop');
   return scorer;
 }

@@ -8,7 +8,7 @@ import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.t
 
 const port = parentPort;
 if (!port) throw new Error('device-worker must run in a worker thread');
-const init = workerData as WorkerInit;
+const init = (workerData as { init: WorkerInit }).init;
 
 function describe(meta: readonly ort.InferenceSession.ValueMetadata[]): GraphValue[] {
   return meta.map((m) =>

@@ -1,10 +1,10 @@
 // Main-thread side of a device worker: a ModelRunner whose session lives in its own thread.
-import { Worker } from 'node:worker_threads';
 import type { PaddedBatch } from '../../core/batch.ts';
 import type { DeviceSpec, FeedNames, GraphSignature, ModelRunner, RunOutput } from './runner.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
+import { startTsWorker } from '../worker-thread.ts';
 
-const ENTRY = new URL('./device-worker-entry.mjs', import.meta.url);
+const MODULE = new URL('./device-worker.ts', import.meta.url);
 
 export interface WorkerRunnerOptions {
   readonly modelPath: string;
@@ -36,7 +36,7 @@ function hintFor(device: DeviceSpec): string {
 
 export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<ModelRunner> {
   const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads) };
-  const worker = new Worker(ENTRY, { workerData: init });
+  const worker = startTsWorker(MODULE, init);
   const pending = new Map<number, { resolve: (o: RunOutput) => void; reject: (e: Error) => void }>();
   let seq = 0;
   let dead: Error | null = null;

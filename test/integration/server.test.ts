@@ -216,6 +216,37 @@ describe('gRPC server with other heads', () => {
   }
 });
 
+describe('tokenizer worker threads (--preprocess-threads 2)', () => {
+  test('give the same predictions and per-row errors as tokenizing on the event loop', async () => {
+    const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
+    const server = await startServer({ modelDir: dir, port: 0, devices: 'cpu', preprocessThreads: 2 });
+    const client = testClient(server.address);
+    const reference = await referenceFor(dir);
+    try {
+      assert.equal(server.scorer.preprocessThreads, 2);
+      const bad = wire({ id: 'bad-json', raw: { prompt: '["ok"]', responseA: 'nope', responseB: '["b"]' } });
+      const rows = [...rawRows, bad, ...turnRows];
+      for (const preds of [await client.score(rows, true), await client.scoreStream(rows, true)]) {
+        const byId = new Map(preds.map((p) => [p.id, p]));
+        assert.equal(byId.size, rows.length);
+        assert.equal(byId.get('bad-json')?.error?.code, 3);
+        assert.equal(byId.get('bad-json')?.error?.field, 'raw.response_a');
+        for (const r of [...rawRows.slice(0, 10), ...turnRows]) {
+          const p = byId.get(r.id)!;
+          assertValid(p);
+          const d = await reference.score(toCore(r));
+          const q = await reference.score(toCore(swapped(r)));
+          assertClose(probsOf(p), [(d[0] + q[1]) / 2, (d[1] + q[0]) / 2, (d[2] + q[2]) / 2], 1e-6, `row ${p.id}`);
+        }
+      }
+    } finally {
+      client.close();
+      await reference.release();
+      await server.close();
+    }
+  });
+});
+
 describe('two devices (--devices cpu,cpu)', () => {
   test('1,000 arena-hard rows reach both sessions; their token totals differ by at most 10%', async () => {
     const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), { preference: { truncation: { max_length: 512 } } }).dir;
