@@ -4,20 +4,15 @@ import * as ort from 'onnxruntime-node';
 import { padBatch, type PaddedBatch } from '../core/batch.ts';
 import type { PreferenceConfig } from '../core/types.ts';
 import type { PlannedBatch } from './batches.ts';
+import { sessionOptions, type GraphOptLevel } from '../server/backends/session-options.ts';
+import { resolveDevices } from '../server/devices.ts';
 
-export type GraphOptLevel = 'disabled' | 'basic' | 'extended' | 'all';
+export type { GraphOptLevel };
 
-/** The server's CPU session options (server/backends/worker-runner.ts), with the optimisation level open for sweeps. */
+/** A session with the server's options (server/backends/session-options.ts), optimisation level open for sweeps. */
 export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all', device = 'cpu'): Promise<ort.InferenceSession> {
-  const cuda = /^cuda(?::(\d+))?$/.exec(device);
-  const providers = cuda ? [{ name: 'cuda', deviceId: Number(cuda[1] ?? 0) }] : device === 'webgpu' ? ['webgpu'] : ['cpu'];
-  return ort.InferenceSession.create(modelPath, {
-    executionProviders: providers as ort.InferenceSession.ExecutionProviderConfig[],
-    graphOptimizationLevel: level,
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  });
+  const spec = resolveDevices(device).devices[0]!;
+  return ort.InferenceSession.create(modelPath, sessionOptions(spec, threads, { graphOptimizationLevel: level }) as ort.InferenceSession.SessionOptions);
 }
 
 /** padBatch, then widened to padTo tokens when the plan pads to a fixed length. */

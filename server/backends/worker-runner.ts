@@ -3,6 +3,7 @@ import type { PaddedBatch } from '../../core/batch.ts';
 import type { DeviceSpec, FeedNames, GraphSignature, ModelRunner, RunOutput } from './runner.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 import { startTsWorker } from '../worker-thread.ts';
+import { sessionOptions } from './session-options.ts';
 
 const MODULE = new URL('./device-worker.ts', import.meta.url);
 
@@ -10,19 +11,6 @@ export interface WorkerRunnerOptions {
   readonly modelPath: string;
   readonly device: DeviceSpec;
   readonly intraOpThreads: number;
-}
-
-function sessionOptions(device: DeviceSpec, intraOpThreads: number): Record<string, unknown> {
-  const providers =
-    device.provider === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }] : device.provider === 'webgpu' ? ['webgpu'] : ['cpu'];
-  return {
-    executionProviders: providers,
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: intraOpThreads,
-    // One batch at a time per session: a second inter-op pool would only contend for cores.
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  };
 }
 
 const WEBGPU_HINT =

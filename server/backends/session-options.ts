@@ -1,0 +1,22 @@
+// The onnxruntime SessionOptions of a device session. The bench's in-process limit and peers use
+// the same function, so "the limit" always means these exact settings.
+import type { DeviceSpec } from './runner.ts';
+
+export type GraphOptLevel = 'disabled' | 'basic' | 'extended' | 'all';
+
+export interface SessionTuning {
+  readonly graphOptimizationLevel?: GraphOptLevel;
+}
+
+export function sessionOptions(device: DeviceSpec, intraOpThreads: number, tuning: SessionTuning = {}): Record<string, unknown> {
+  const providers =
+    device.provider === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }] : device.provider === 'webgpu' ? ['webgpu'] : ['cpu'];
+  return {
+    executionProviders: providers,
+    graphOptimizationLevel: tuning.graphOptimizationLevel ?? 'all',
+    intraOpNumThreads: intraOpThreads,
+    // One batch at a time per session: a second inter-op pool would only contend for cores.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+}
