@@ -34,7 +34,7 @@ class Block(nn.Module):
         h = self.heads
         q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
         att = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(d // h)) + bias, dim=-1)
-        y = (self.drop(att) @ v).transpose(1, 2).reshape(b, t, d)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
         x = x + self.drop(self.out(y))
         return x + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(x)))))
 

@@ -26,6 +26,7 @@ export interface PipelineOptions {
   readonly heads: number;
   readonly ffn: number;
   readonly batch: number;
+  readonly dropout: number;
   readonly lr: number;
   readonly devEvalRows: number;
   readonly evalsPerEpoch: number;
@@ -48,16 +49,17 @@ export const FULL: PipelineOptions = {
   work: 'training/out/run',
   vocab: 16000,
   maxLength: 256,
-  epochs: 3,
+  epochs: 1,
   d: 128,
-  layers: 2,
+  layers: 1,
   heads: 4,
   ffn: 256,
   batch: 32,
+  dropout: 0.15,
   lr: 1e-3,
   devEvalRows: 1000,
-  evalsPerEpoch: 2,
-  maxMinutes: 52,
+  evalsPerEpoch: 4,
+  maxMinutes: 45,
   seed: 1234,
   tokenizerParityRows: 100,
   goldenRows: 8,
@@ -131,7 +133,7 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   // 3. Train.
   const ckpt = join(o.work, 'model.pt');
   await runPython('train.py', [
-    '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
+    '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr), '--dropout', String(o.dropout),
     '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads), '--ffn', String(o.ffn),
     '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
     '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed),
