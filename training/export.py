@@ -1,7 +1,9 @@
-"""Exports a PairPref checkpoint to ONNX (opset 17, dynamic batch and sequence axes) and writes
-PyTorch reference logits for the first N dev rows, for the onnxruntime parity check in TS.
+"""Exports PairPref checkpoints to one ONNX graph (opset 17, dynamic batch and sequence axes) and
+writes PyTorch reference logits for the first N dev rows, for the onnxruntime parity check in TS.
+Several checkpoints become an ensemble inside the graph: logits = log(mean of member softmaxes),
+so the served softmax is the average of the members' probabilities.
 
-usage: export.py --ckpt FILE.pt --shards DIR --onnx OUT.onnx --reference OUT.json [--rows 256]
+usage: export.py --ckpt A.pt [B.pt ...] --shards DIR --onnx OUT.onnx --reference OUT.json [--rows 256]
 """
 import argparse
 import json
@@ -16,9 +18,30 @@ from model import PairPref, count_params  # noqa: E402
 from shards import Split, load_inputs, make_batch  # noqa: E402
 
 
+class Ensemble(torch.nn.Module):
+    def __init__(self, members):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, input_ids, attention_mask, features=None):
+        if len(self.members) == 1:
+            return self.members[0](input_ids, attention_mask, features)
+        probs = [torch.softmax(m(input_ids, attention_mask, features), -1) for m in self.members]
+        return torch.log(torch.stack(probs, 0).mean(0))
+
+
+def load_member(path):
+    ck = torch.load(path)
+    cfg = dict(ck['config'])
+    cfg['dropout'] = 0.0
+    model = PairPref(**cfg)
+    model.load_state_dict(ck['state'])
+    return model
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--ckpt', required=True)
+    ap.add_argument('--ckpt', required=True, nargs='+')
     ap.add_argument('--shards', required=True)
     ap.add_argument('--onnx', required=True)
     ap.add_argument('--reference', required=True)
@@ -27,11 +50,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
 
-    ck = torch.load(args.ckpt)
-    cfg = dict(ck['config'])
-    cfg['dropout'] = 0.0
-    model = PairPref(**cfg)
-    model.load_state_dict(ck['state'])
+    model = Ensemble([load_member(p) for p in args.ckpt])
     model.eval()
     meta = load_inputs(args.shards)
     pad_id = meta['segments']['pad']
@@ -70,7 +89,7 @@ def main():
     with open(args.reference, 'w') as f:
         json.dump({'params': count_params(model), 'rows': rows}, f)
     print(json.dumps({'onnx': args.onnx, 'bytes': os.path.getsize(args.onnx), 'params': count_params(model),
-                      'reference_rows': len(rows)}))
+                      'reference_rows': len(rows), 'members': len(args.ckpt)}))
 
 
 if __name__ == '__main__':

@@ -27,6 +27,8 @@ export interface PipelineOptions {
   readonly ffn: number;
   readonly batch: number;
   readonly dropout: number;
+  /** Models trained with seeds seed, seed+1, ...; exported as one graph averaging their probabilities. */
+  readonly members: number;
   readonly lr: number;
   readonly devEvalRows: number;
   readonly evalsPerEpoch: number;
@@ -40,7 +42,7 @@ export interface PipelineOptions {
 
 export const SMOKE: Partial<PipelineOptions> = {
   vocab: 600, maxLength: 96, trainLimit: 200, devLimit: 48, hhLimit: 16, epochs: 1, d: 16, layers: 1, heads: 2, ffn: 32,
-  batch: 16, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
+  batch: 16, members: 2, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
 };
 
 export const FULL: PipelineOptions = {
@@ -56,10 +58,11 @@ export const FULL: PipelineOptions = {
   ffn: 256,
   batch: 32,
   dropout: 0.15,
+  members: 2,
   lr: 1e-3,
   devEvalRows: 1000,
   evalsPerEpoch: 4,
-  maxMinutes: 45,
+  maxMinutes: 30,
   seed: 1234,
   tokenizerParityRows: 100,
   goldenRows: 8,
@@ -130,20 +133,25 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   });
   mark('shards');
 
-  // 3. Train.
-  const ckpt = join(o.work, 'model.pt');
-  await runPython('train.py', [
-    '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr), '--dropout', String(o.dropout),
-    '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads), '--ffn', String(o.ffn),
-    '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
-    '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed),
-  ], (l) => log(`  ${l}`));
-  const training = JSON.parse(readFileSync(join(o.work, 'model.json'), 'utf8')) as { params: number };
+  // 3. Train the ensemble members (same shards, different seeds).
+  const ckpts: string[] = [];
+  const training: Array<{ params: number }> = [];
+  for (let m = 0; m < o.members; m++) {
+    const ckpt = join(o.work, `model${m}.pt`);
+    await runPython('train.py', [
+      '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
+      '--dropout', String(o.dropout), '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads),
+      '--ffn', String(o.ffn), '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
+      '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed + m),
+    ], (l) => log(`  [member ${m}] ${l}`));
+    ckpts.push(ckpt);
+    training.push(JSON.parse(readFileSync(join(o.work, `model${m}.json`), 'utf8')) as { params: number });
+  }
   mark('train');
 
   // 4. Export + 5. parity with onnxruntime-node on 256 dev rows re-encoded through core/.
   const refPath = join(o.work, 'reference.json');
-  await runPython('export.py', ['--ckpt', ckpt, '--shards', shardDir, '--onnx', join(o.out, 'model.onnx'),
+  await runPython('export.py', ['--ckpt', ...ckpts, '--shards', shardDir, '--onnx', join(o.out, 'model.onnx'),
     '--reference', refPath, '--rows', '256'], (l) => log(`  ${l}`));
   const reference = (JSON.parse(readFileSync(refPath, 'utf8')) as { rows: ReferenceRow[] }).rows;
   const bundle = await loadBundle(o.out);
@@ -183,7 +191,7 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
     tokenizer_parity: { checked: tp.checked, mismatches: tp.mismatches.length },
     latency_ms_one_row: latency,
     bundle_bytes: bytes,
-    params: training.params,
+    params: training.reduce((n, t) => n + t.params, 0),
     training,
   };
   writeFileSync(join(o.work, 'metrics.json'), JSON.stringify({ options: o, ...result }, null, 2) + '\n');
