@@ -10,9 +10,9 @@ import { resolveDevices } from '../server/devices.ts';
 export type { GraphOptLevel };
 
 /** A session with the server's options (server/backends/session-options.ts), optimisation level open for sweeps. */
-export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all', device = 'cpu'): Promise<ort.InferenceSession> {
+export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all', device = 'cpu', allowSpinning = false): Promise<ort.InferenceSession> {
   const spec = resolveDevices(device).devices[0]!;
-  return ort.InferenceSession.create(modelPath, sessionOptions(spec, threads, { graphOptimizationLevel: level }) as ort.InferenceSession.SessionOptions);
+  return ort.InferenceSession.create(modelPath, sessionOptions(spec, threads, { graphOptimizationLevel: level, allowSpinning }) as ort.InferenceSession.SessionOptions);
 }
 
 /** padBatch, then widened to padTo tokens when the plan pads to a fixed length. */

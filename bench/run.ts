@@ -10,6 +10,7 @@ import { probsFromSeqCls } from '../core/postprocess.ts';
 import { padBatch } from '../core/batch.ts';
 import { loadBundle, type Bundle } from '../server/bundle.ts';
 import { DEFAULT_BATCHING } from '../server/scorer.ts';
+import { defaultIntraOpThreads, resolveDevices } from '../server/devices.ts';
 import { fixedBatches, paddedTokens, sortedBatches } from './batches.ts';
 import { createCpuSession, feeds, runBatches, runPrepared, prepare, warm, type GraphOptLevel } from './inprocess.ts';
 import { DEFAULT_INPUTS, readInput, toWire, type InputSet } from './inputs.ts';
@@ -130,7 +131,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const nRows = o.rows ?? 400;
   const scalingDevices = o.devices ?? ['cpu', 'cpu,cpu', 'webgpu'];
   const headline = scalingDevices[0]!;
-  const threads = availableParallelism();
+  const cores = availableParallelism();
+  // The limit runs with the headline server's threads per session; standalone peers get every core.
+  const threads = defaultIntraOpThreads(resolveDevices(headline).devices);
   const naiveClients = o.naiveClients ?? 32;
   const peerRows = o.peerRows ?? 150;
   const work = mkdtempSync(join(tmpdir(), 'pairpref-bench-'));
@@ -211,11 +214,13 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         budgets[String(tokens)] = round((await runBatches(session, plan, cfg)).rows_per_s);
       }
       const threadSweep: Record<string, number> = {};
-      for (const t of [1, 2, 4].filter((x) => x <= 2 * threads)) {
-        const s = await createCpuSession(bundle.modelPath, t);
-        await warm(s, dynamicPlan, cfg);
-        threadSweep[String(t)] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
-        await s.release();
+      for (const t of [1, 2, 4].filter((x) => x <= 2 * cores)) {
+        for (const spin of [false, true]) {
+          const s = await createCpuSession(bundle.modelPath, t, 'all', 'cpu', spin);
+          await warm(s, dynamicPlan, cfg);
+          threadSweep[spin ? `${t} spinning` : String(t)] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
+          await s.release();
+        }
       }
       const cold = await createCpuSession(bundle.modelPath, threads);
       const c0 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
@@ -297,7 +302,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     let pytorch: BenchResult['pytorch'] = { skipped: '--skip-peers' };
     if (!o.skipPeers) {
       phase(`naive peer: one session.run per request, ${naiveClients} unary clients`);
-      const n = await startNaive(o.model, threads);
+      const n = await startNaive(o.model, cores);
       servers.add(n);
       const peerFile = join(work, 'peer.json');
       writeFileSync(peerFile, JSON.stringify(inputs[0]!.rows.slice(0, peerRows).map(toWire)));
@@ -310,7 +315,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       if (!ck.path) pytorch = { skipped: ck.why };
       else {
         try {
-          const t = await runTorchPeer(ck.path, long.slice(0, peerRows), cfg.special_tokens.pad_id, threads, join(work, 'torch-rows.json'));
+          const t = await runTorchPeer(ck.path, long.slice(0, peerRows), cfg.special_tokens.pad_id, cores, join(work, 'torch-rows.json'));
           const diff = maxAbsDiff(t.check_probs, onnxCheck);
           if (ck.guessed && !(diff < 1e-3)) throw new Error(`${ck.path} is not the checkpoint of ${bundle.modelPath} (max |dp| ${diff.toExponential(1)} on ${onnxCheck.length} rows); pass --torch-checkpoint`);
           pytorch = { rows_per_s: round(t.rows_per_s), rows: t.rows, batch: t.batch, threads: t.threads, torch: t.torch, checkpoint: ck.path, max_abs_prob_diff_vs_onnx: diff };
@@ -334,8 +339,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     if (isFixture) notes.push('fixture model (tiny random weights): the figures measure serving overheads more than model compute');
     if ('skipped' in pytorch) notes.push(`PyTorch peer not run: ${pytorch.skipped}`);
     const loadEnd = loadavg().map((x) => round(x));
-    if (Math.max(...loadStart.slice(0, 1), ...loadEnd.slice(0, 1)) > threads * 0.5) {
-      notes.push(`other work was loading the machine (load average ${loadStart[0]} at start, ${loadEnd[0]} at end on ${threads} cores): absolute figures are low, ratios from this run are what count`);
+    if (Math.max(...loadStart.slice(0, 1), ...loadEnd.slice(0, 1)) > cores * 0.5) {
+      notes.push(`other work was loading the machine (load average ${loadStart[0]} at start, ${loadEnd[0]} at end on ${cores} cores): absolute figures are low, ratios from this run are what count`);
     }
     return {
       model: {
@@ -346,7 +351,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         truncation: cfg.truncation.mode,
         fixture_note: isFixture ? 'fixture model: measures overheads more than model compute' : null,
       },
-      machine: { cpus: threads, loadavg_start: loadStart, loadavg_end: loadEnd, node: process.version, onnxruntime: ort.env.versions.common },
+      machine: { cpus: cores, loadavg_start: loadStart, loadavg_end: loadEnd, node: process.version, onnxruntime: ort.env.versions.common },
       settings: { rows_per_input: nRows, clients, window, intra_op_threads: threads, batching: DEFAULT_BATCHING, limit_device: limitDevice },
       tokenization,
       throughput,

@@ -16,7 +16,7 @@ export function registerServe(program: Command): void {
     .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', intArg('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
     .option('--max-batch-size <n>', 'most rows in one batch', intArg('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
     .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', intArg('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
-    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores split over the CPU sessions)', intArg('--intra-op-threads', 1))
+    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: (cores - 1) / CPU sessions, at least 1: one core stays with the event loop)', intArg('--intra-op-threads', 1))
     .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 0 with CPU sessions, else cores - 1, at most 8)', intArg('--preprocess-threads', 0))
     .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have in flight before the server stops reading it', intArg('--max-inflight-per-stream', 1), 512)
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', intArg('--metrics-port', 0))

@@ -96,13 +96,14 @@ function visibleCudaDevices(): number {
 }
 
 /**
- * CPU sessions split the cores between them (two sessions with all cores each would only
- * contend); GPU sessions need one host thread.
+ * CPU sessions split the cores between them, less one core kept for the event loop, which
+ * tokenizes and serves gRPC (two sessions with all cores each would only contend). GPU sessions
+ * need one host thread.
  */
 export function defaultIntraOpThreads(devices: readonly DeviceSpec[]): number {
   const cpuSessions = devices.filter((d) => d.provider === 'cpu').length;
   if (cpuSessions === 0) return 1;
-  return Math.max(1, Math.floor(availableParallelism() / cpuSessions));
+  return Math.max(1, Math.floor((availableParallelism() - 1) / cpuSessions));
 }
 
 /**

@@ -6,6 +6,8 @@ export type GraphOptLevel = 'disabled' | 'basic' | 'extended' | 'all';
 
 export interface SessionTuning {
   readonly graphOptimizationLevel?: GraphOptLevel;
+  /** Let idle intra-op threads spin (onnxruntime's default); off here, see below. */
+  readonly allowSpinning?: boolean;
 }
 
 export function sessionOptions(device: DeviceSpec, intraOpThreads: number, tuning: SessionTuning = {}): Record<string, unknown> {
@@ -18,5 +20,8 @@ export function sessionOptions(device: DeviceSpec, intraOpThreads: number, tunin
     // One batch at a time per session: a second inter-op pool would only contend for cores.
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // Idle intra-op threads sleep instead of spinning: the same cores tokenize and serve gRPC, and
+    // spinning threads take them (bench --tune, intra-op threads sweep; numbers in the README).
+    extra: { session: { intra_op: { allow_spinning: tuning.allowSpinning ? '1' : '0' } } },
   };
 }
