@@ -17,26 +17,34 @@ export interface TorchPeerResult {
   readonly check_probs: number[][];
 }
 
-/** Where training/pipeline.ts leaves the checkpoint it exports models/default from. */
-export const TRAINING_CHECKPOINT = join(REPO_ROOT, 'training/out/run/model.pt');
+/** Where training/pipeline.ts leaves the checkpoints (ensemble members model0.pt, model1.pt, ...) it exports models/default from. */
+export const TRAINING_RUN = join(REPO_ROOT, 'training/out/run');
+
+function trainingCheckpoints(): string[] {
+  if (!existsSync(TRAINING_RUN)) return [];
+  return readdirSync(TRAINING_RUN).filter((f) => /^model\d*\.pt$/.test(f)).sort().map((f) => join(TRAINING_RUN, f));
+}
 
 /**
- * The bundle's PyTorch checkpoint: an explicit file, else the only *.pt in the bundle directory,
- * else the training pipeline's checkpoint. `guessed` marks the last case: the harness then
- * requires the parity check against model.onnx to pass before it uses it.
+ * The bundle's PyTorch checkpoints (comma-separated for an ensemble): explicit files, else the
+ * *.pt files in the bundle directory, else the training pipeline's. `guessed` marks the last
+ * case: the harness then requires the parity check against model.onnx before it uses them.
  */
 export function findCheckpoint(modelDir: string, explicit: string | undefined): { path: string | null; guessed: boolean; why: string } {
-  if (explicit) return existsSync(explicit) ? { path: explicit, guessed: false, why: '' } : { path: null, guessed: false, why: `--torch-checkpoint ${explicit} does not exist` };
-  const pts = existsSync(modelDir) ? readdirSync(modelDir).filter((f) => f.endsWith('.pt')) : [];
-  if (pts.length === 1) return { path: join(modelDir, pts[0]!), guessed: false, why: '' };
-  if (pts.length > 1) return { path: null, guessed: false, why: `${modelDir} holds several .pt files (${pts.join(', ')}): pass --torch-checkpoint` };
-  if (existsSync(TRAINING_CHECKPOINT)) return { path: TRAINING_CHECKPOINT, guessed: true, why: '' };
-  return { path: null, guessed: false, why: `no PyTorch weights for ${modelDir} (no .pt in the bundle, none at training/out/run/model.pt; pass --torch-checkpoint FILE.pt)` };
+  if (explicit) {
+    const missing = explicit.split(',').filter((f) => !existsSync(f));
+    return missing.length === 0 ? { path: explicit, guessed: false, why: '' } : { path: null, guessed: false, why: `--torch-checkpoint ${missing.join(', ')} does not exist` };
+  }
+  const pts = existsSync(modelDir) ? readdirSync(modelDir).filter((f) => f.endsWith('.pt')).sort() : [];
+  if (pts.length > 0) return { path: pts.map((f) => join(modelDir, f)).join(','), guessed: false, why: '' };
+  const trained = trainingCheckpoints();
+  if (trained.length > 0) return { path: trained.join(','), guessed: true, why: '' };
+  return { path: null, guessed: false, why: `no PyTorch weights for ${modelDir} (no .pt in the bundle, none in training/out/run; pass --torch-checkpoint FILE.pt[,FILE.pt])` };
 }
 
 export async function runTorchPeer(ckpt: string, rows: readonly EncodedRow[], padId: number, threads: number, rowsFile: string): Promise<TorchPeerResult> {
   writeFileSync(rowsFile, JSON.stringify({ pad_id: padId, rows: rows.map((r) => ({ ids: Array.from(r.ids), features: r.features ? Array.from(r.features) : null })) }));
-  const child = spawn(PYTHON, [join(REPO_ROOT, 'bench/torch_peer.py'), '--ckpt', ckpt, '--rows', rowsFile, '--threads', String(threads)], {
+  const child = spawn(PYTHON, [join(REPO_ROOT, 'bench/torch_peer.py'), '--ckpt', ...ckpt.split(','), '--rows', rowsFile, '--threads', String(threads)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

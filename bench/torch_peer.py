@@ -1,11 +1,11 @@
 """The PyTorch peer: the reference pipelines' way. PyTorch eager, the same weights (a training/
-checkpoint), rows sorted by length and run in batches of 8 padded to each batch's longest row.
+checkpoints: one, or the members of an ensemble, averaged as in the exported graph), rows sorted by length and run in batches of 8 padded to each batch's longest row.
 
 It reads the token ids that core/ produced (written by the TS harness), so tokenization is
 identical, and prints one JSON object: rows/s plus the probabilities of the first rows, which
 the harness compares with onnxruntime's to prove the weights are the same.
 
-usage: /usr/bin/python3 bench/torch_peer.py --ckpt FILE.pt --rows ROWS.json --threads N [--batch 8]
+usage: /usr/bin/python3 bench/torch_peer.py --ckpt FILE.pt [FILE.pt ...] --rows ROWS.json --threads N [--batch 8]
 """
 import argparse
 import json
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'training'))
-from model import PairPref  # noqa: E402
+from export import Ensemble, load_member  # noqa: E402
 
 
 def make_batch(rows, pad_id):
@@ -35,7 +35,7 @@ def make_batch(rows, pad_id):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--ckpt', required=True)
+    ap.add_argument('--ckpt', required=True, nargs='+')
     ap.add_argument('--rows', required=True)
     ap.add_argument('--threads', type=int, required=True)
     ap.add_argument('--batch', type=int, default=8)
@@ -43,11 +43,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    ck = torch.load(args.ckpt, map_location='cpu')
-    cfg = dict(ck['config'])
-    cfg['dropout'] = 0.0
-    model = PairPref(**cfg)
-    model.load_state_dict(ck['state'])
+    model = Ensemble([load_member(p) for p in args.ckpt])
     model.eval()
     data = json.load(open(args.rows))
     pad_id = data['pad_id']

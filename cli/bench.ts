@@ -33,7 +33,7 @@ export function registerBench(program: Command): void {
     .option('--webgpu-rows <n>', 'rows of the webgpu scaling run', intArg('--webgpu-rows', 1), 16)
     .option('--naive-clients <n>', 'unary clients against the naive peer (and pairpref for the same ratio)', intArg('--naive-clients', 1), 32)
     .option('--peer-rows <n>', 'rows of the naive and PyTorch peers (slow; rows/s does not depend on the count)', intArg('--peer-rows', 1), 150)
-    .option('--torch-checkpoint <file>', 'PyTorch checkpoint (.pt) of the bundle for the PyTorch peer (default: the only .pt in the bundle)')
+    .option('--torch-checkpoint <file>', 'PyTorch checkpoint(s) of the bundle for the PyTorch peer, comma-separated for an ensemble (default: the .pt files in the bundle, else training/out/run/model*.pt if they match model.onnx)')
     .option('--skip-peers', 'skip the naive server and PyTorch peers')
     .option('--tune', 'also run the tuning sweeps (graph optimisation, token budget, threads, queue delay, warm-up)')
     .option('--json', 'print one JSON object on stdout instead of the table')

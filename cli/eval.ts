@@ -31,7 +31,8 @@ async function evaluate(f: EvalFlags): Promise<void> {
   const acc = new EvalAccumulator();
   const skipped: SkippedRow[] = [];
   try {
-    for await (const r of scoreInput(f, source.client, 'eval', { labels: true }, skipped)) {
+    // Rows are scored one by one, so a repeated id (the dev split has two) is just another row.
+    for await (const r of scoreInput(f, source.client, 'eval', { labels: true, uniqueIds: false }, skipped)) {
       const p = r.prediction;
       acc.add([p.winner_model_a, p.winner_model_b, p.winner_tie], r.label ?? 0);
     }

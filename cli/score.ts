@@ -64,7 +64,7 @@ export function describeSkipped(s: SkippedRow): string {
 }
 
 /** Scores the input file, with a progress bar on a terminal and skipped rows collected. */
-export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: string, opts: Pick<ScoreFileOptions, 'labels'>, skipped: SkippedRow[]): AsyncGenerator<ScoredRow> {
+export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: string, opts: Pick<ScoreFileOptions, 'labels' | 'uniqueIds'>, skipped: SkippedRow[]): AsyncGenerator<ScoredRow> {
   // The progress bar's total costs one extra read of the file; only paid when a bar is shown.
   const progress = progressWanted() ? startProgress(label, await countRecords(f.input)) : startProgress(label, 0);
   try {
@@ -72,6 +72,7 @@ export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: s
       window: f.window,
       swapTta: f.tta,
       labels: opts.labels,
+      uniqueIds: opts.uniqueIds,
       skipBad: f.skipBad,
       onSkip: (s) => {
         skipped.push(s);

@@ -30,6 +30,8 @@ export interface ScoreFileOptions {
   /** Leave bad rows out (reported through onSkip) instead of stopping at the first. */
   readonly skipBad?: boolean;
   readonly onSkip?: (row: SkippedRow) => void;
+  /** Reject a row whose id was seen before (default true: a submission has each id once). */
+  readonly uniqueIds?: boolean;
 }
 
 const INVALID_ARGUMENT = 3;
@@ -51,13 +53,13 @@ export async function* scoreFile(client: StreamScorer, path: string, opts: Score
         continue;
       }
       const id = rec.comparison.id;
-      const seen = firstLine.get(id);
+      const seen = opts.uniqueIds === false ? undefined : firstLine.get(id);
       if (seen !== undefined) {
         // A submission has each id once; a second row with it cannot be told apart.
         reject({ line: rec.line, id, field: 'id', reason: `duplicate id (first seen at line ${seen})` });
         continue;
       }
-      firstLine.set(id, rec.line);
+      if (opts.uniqueIds !== false) firstLine.set(id, rec.line);
       meta.set(index++, { line: rec.line, label: rec.label });
       yield rec.comparison;
     }

@@ -96,22 +96,22 @@ function visibleCudaDevices(): number {
 }
 
 /**
- * CPU sessions split the cores between them, less one core kept for the event loop, which
- * tokenizes and serves gRPC (two sessions with all cores each would only contend). GPU sessions
- * need one host thread.
+ * CPU sessions split the cores between them (two sessions with all cores each would only
+ * contend); GPU sessions need one host thread.
  */
 export function defaultIntraOpThreads(devices: readonly DeviceSpec[]): number {
   const cpuSessions = devices.filter((d) => d.provider === 'cpu').length;
   if (cpuSessions === 0) return 1;
-  return Math.max(1, Math.floor((availableParallelism() - 1) / cpuSessions));
+  return Math.max(1, Math.floor(availableParallelism() / cpuSessions));
 }
 
 /**
- * Tokenizer worker threads. CPU sessions already use every core, so tokenizing on the event loop
- * costs least there; GPU sessions leave the cores free, and a fast model would otherwise wait on a
- * single tokenizing thread.
+ * Tokenizer worker threads. With CPU sessions one worker keeps tokenizing off the event loop, so
+ * gRPC and batch dispatch stay responsive (measured +5% rows/s on 2 cores; the sessions already
+ * use every core, so more workers would only contend). GPU sessions leave the cores free, and a
+ * fast model would otherwise wait on a single tokenizing thread.
  */
 export function defaultPreprocessThreads(devices: readonly DeviceSpec[]): number {
-  if (devices.some((d) => d.provider === 'cpu')) return 0;
+  if (devices.some((d) => d.provider === 'cpu')) return 1;
   return Math.max(1, Math.min(8, availableParallelism() - 1));
 }

@@ -79,3 +79,17 @@ describe('eval on 500 dev rows', { skip: existsSync(DEV) ? false : `${DEV} is ab
     assert.match(u.stderr, /u\.csv:1: winner_model_a: header lacks column\(s\) winner_model_a, winner_model_b, winner_tie/);
   });
 });
+
+test('eval scores rows that repeat an id (the dev split has two); score still refuses them', async () => {
+  const bundle = fixtureBundle(tmp.dir);
+  const row = (id: string, label: number) =>
+    JSON.stringify({ id, prompt: '["q"]', response_a: '["a"]', response_b: '["bb"]', winner_model_a: label === 0 ? 1 : 0, winner_model_b: label === 1 ? 1 : 0, winner_tie: label === 2 ? 1 : 0 });
+  const input = join(tmp.dir, 'dup.jsonl');
+  writeFileSync(input, [row('x', 0), row('y', 1), row('x', 0)].join('\n') + '\n');
+  const ev = await runCli(['eval', '--input', input, '--model', bundle, '--devices', 'cpu', '--json']);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.equal((JSON.parse(ev.stdout) as { n: number }).n, 3);
+  const sc = await runCli(['score', '--input', input, '--output', join(tmp.dir, 'dup.csv'), '--model', bundle, '--devices', 'cpu']);
+  assert.equal(sc.code, 1);
+  assert.match(sc.stderr, /line 3.*duplicate id \(first seen at line 1\)/);
+});
