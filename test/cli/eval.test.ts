@@ -54,7 +54,8 @@ describe('eval on 500 dev rows', { skip: existsSync(DEV) ? false : `${DEV} is ab
       counts[y]!++;
     }
     assert.equal(report.n, 500);
-    assert.ok(Math.abs(report.log_loss - loss / 500) < 1e-9, `eval ${report.log_loss} vs reference ${loss / 500}`);
+    // Two separate runs: rows may share batches differently, which moves float32 outputs by ~1e-7.
+    assert.ok(Math.abs(report.log_loss - loss / 500) < 1e-6, `eval ${report.log_loss} vs reference ${loss / 500}`);
     assert.equal(report.accuracy, correct / 500);
     assert.deepEqual(report.class_counts, { winner_model_a: counts[0], winner_model_b: counts[1], winner_tie: counts[2] });
     assert.deepEqual(report.confusion.map((row) => row.reduce((a, b) => a + b, 0)), counts);
@@ -91,5 +92,5 @@ test('eval scores rows that repeat an id (the dev split has two); score still re
   assert.equal((JSON.parse(ev.stdout) as { n: number }).n, 3);
   const sc = await runCli(['score', '--input', input, '--output', join(tmp.dir, 'dup.csv'), '--model', bundle, '--devices', 'cpu']);
   assert.equal(sc.code, 1);
-  assert.match(sc.stderr, /line 3.*duplicate id \(first seen at line 1\)/);
+  assert.match(sc.stderr, /dup\.jsonl:3: id: duplicate id \(first seen at line 1\)/);
 });

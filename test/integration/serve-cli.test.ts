@@ -46,6 +46,18 @@ test('pairpref serve reaches SERVING, scores, and exits 0 on SIGTERM after drain
   assert.match(log, /SIGTERM: draining in-flight calls/);
 });
 
+test('npm start\'s command serves the shipped models/default to SERVING and scores with it', async () => {
+  const server = await serve(['--model', new URL('../../models/default', import.meta.url).pathname]);
+  const client = testClient(server.address);
+  const info = await client.modelInfo();
+  assert.equal(info.name, 'pairpref-default');
+  const [p] = await client.score([wire({ id: 'q', prompt: ['What is 2+2?'], responseA: ['2+2 is 4.'], responseB: ['I am not sure.'] })]);
+  assert.equal(p?.error, undefined);
+  assert.ok(Math.abs(p!.winnerModelA + p!.winnerModelB + p!.winnerTie - 1) < 1e-6);
+  client.close();
+  assert.equal((await server.stop('SIGINT')).code, 0);
+});
+
 test('pairpref serve with a bad bundle or device exits 1 with one clear line', () => {
   const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'serve', '--port', '0', ...args], { encoding: 'utf8' });
   const missing = run(['--model', '/nonexistent/bundle']);
