@@ -54,3 +54,14 @@ export function swapRow(row: LabeledRow): LabeledRow {
   const label = row.label === 0 ? 1 : row.label === 1 ? 0 : row.label;
   return { comparison: { ...c, response_a: c.response_b, response_b: c.response_a }, label };
 }
+
+/** A field's text for tokenizer training and checks: the JSON list's string turns joined by a space; malformed lists as they stand. */
+export function decodeField(raw: string): string {
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (Array.isArray(v)) return v.map((t) => (typeof t === 'string' ? t : '')).join(' ');
+  } catch {
+    // not a JSON list: use the raw text
+  }
+  return raw;
+}

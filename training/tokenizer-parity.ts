@@ -2,7 +2,7 @@
 // trainer's tokenizer produce identical ids for the same tokenizer.json.
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import tokenizers from 'tokenizers';
-import { readArenaCsv } from './arena-csv.ts';
+import { decodeField, readArenaCsv } from './arena-csv.ts';
 
 interface NativeEncoding { getIds(): number[] }
 interface NativeTokenizer { encode(text: string, pair?: null, opts?: { addSpecialTokens?: boolean }): Promise<NativeEncoding> }
@@ -17,16 +17,6 @@ export const EDGE_STRINGS: readonly string[] = [
   'ends with spaces   ', '  leading', 'a\u0000b\u0001c\u007f', '\u200b\u200d\ufeff zero-width', 'Ω≈ç√∫˜µ≤≥÷',
   '<|response_a|> inside text <|pad|>', 'mixed\r\nline\rendings', '𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝒎𝒂𝒕𝒉', '\u{10FFFF}\u{E000}',
 ];
-
-function decodeField(raw: string): string {
-  try {
-    const v: unknown = JSON.parse(raw);
-    if (Array.isArray(v)) return v.map((t) => (typeof t === 'string' ? t : '')).join(' ');
-  } catch {
-    // keep raw
-  }
-  return raw;
-}
 
 /** Strings from the first rows of a split (all three fields). */
 export async function sampleStrings(csvPath: string, rows: number): Promise<string[]> {

@@ -12,7 +12,7 @@ import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:
 import { dirname } from 'node:path';
 import { once } from 'node:events';
 import tokenizers from 'tokenizers';
-import { readArenaCsv } from './arena-csv.ts';
+import { decodeField, readArenaCsv } from './arena-csv.ts';
 
 const { BPE, Tokenizer, byteLevelPreTokenizer, byteLevelDecoder, byteLevelAlphabet } = tokenizers as unknown as {
   BPE: { empty(): unknown };
@@ -30,16 +30,6 @@ interface NativeTokenizer {
 
 /** Added tokens, in id order right after the BPE vocab: the template markers and specials. */
 export const SPECIAL_TOKENS = ['<|pad|>', '<|bos|>', '<|eos|>', '<|prompt|>', '<|response_a|>', '<|response_b|>'] as const;
-
-function decodeField(raw: string): string {
-  try {
-    const v: unknown = JSON.parse(raw);
-    if (Array.isArray(v)) return v.map((t) => (typeof t === 'string' ? t : '')).join(' ');
-  } catch {
-    // Malformed lists are trained on as they stand.
-  }
-  return raw;
-}
 
 /** Writes one deduplicated text per line with "\n" stored as form feed (see header). */
 export async function writeCorpus(csvPath: string, outPath: string, limit = Infinity): Promise<number> {
