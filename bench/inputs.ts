@@ -1,8 +1,7 @@
 // Benchmark inputs: rows of the real Arena-schema data in ../shared/data (never copied into the repo).
-import { parse } from 'csv-parse/sync';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { readRawRows } from '../client/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
 import type { Comparison as WireComparison } from '../proto/gen/pairpref/v1/preference.ts';
 
@@ -15,28 +14,12 @@ export interface InputSet {
   readonly rows: readonly Comparison[];
 }
 
-interface ArenaRecord {
-  readonly id: string;
-  readonly prompt: string;
-  readonly response_a: string;
-  readonly response_b: string;
-}
-
 /** The first `limit` rows of an Arena-schema CSV (gzip or plain), as raw comparisons. */
-export function readInput(path: string, limit: number): InputSet {
+export async function readInput(path: string, limit: number): Promise<InputSet> {
   const abs = resolve(path);
   if (!existsSync(abs)) throw new Error(`bench input ${abs} does not exist (the shared data lives in ../shared/data)`);
-  const buf = readFileSync(abs);
-  const text = abs.endsWith('.gz') ? gunzipSync(buf).toString('utf8') : buf.toString('utf8');
-  const records = parse(text, { columns: true, to: limit }) as ArenaRecord[];
-  if (records.length === 0) throw new Error(`bench input ${abs} has no rows`);
-  const rows: Comparison[] = records.map((r, i) => ({
-    id: r.id || `row-${i}`,
-    kind: 'raw',
-    prompt: r.prompt,
-    response_a: r.response_a,
-    response_b: r.response_b,
-  }));
+  const rows = await readRawRows(abs, limit);
+  if (rows.length === 0) throw new Error(`bench input ${abs} has no rows`);
   return { name: basename(abs).replace(/\.csv(\.gz)?$/, ''), path: abs, rows };
 }
 

@@ -155,7 +155,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const bundle = loadBundle(o.model);
     const cfg = bundle.config;
     const isFixture = cfg.name === 'fixture';
-    const inputs: InputSet[] = (o.inputs ?? DEFAULT_INPUTS).map((p) => readInput(p, nRows));
+    const inputs: InputSet[] = await Promise.all((o.inputs ?? DEFAULT_INPUTS).map((p) => readInput(p, nRows)));
     const wireFiles = inputs.map((inp, i) => {
       const f = join(work, `rows-${i}.json`);
       writeFileSync(f, JSON.stringify(inp.rows.map(toWire)));

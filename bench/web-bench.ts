@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Provider } from '../web/src/engine.ts';
-import { readArena, rawComparison } from '../test/helpers/shared-data.ts';
+import { readRawRows } from '../client/arena-file.ts';
 import { buildAndPreview, bundleForTests, launchBrowser, openPage } from '../test/web/harness.ts';
 
 const BATCH_SIZES = [1, 8] as const;
@@ -16,7 +16,7 @@ const { values } = parseArgs({ options: { rows: { type: 'string', default: '16' 
 const numRows = Number(values.rows);
 if (!Number.isInteger(numRows) || numRows < 8) throw new Error(`--rows must be an integer >= 8 (got ${values.rows})`);
 const bundle = values.model ? { dir: values.model, kind: '--model' } : bundleForTests();
-const rows = readArena('alpaca-pairs-dev.csv.gz', numRows).map(rawComparison);
+const rows = await readRawRows('../shared/data/alpaca-pairs-dev.csv.gz', numRows);
 const outDir = mkdtempSync(join(tmpdir(), 'pairpref-web-bench-'));
 
 interface Result {

@@ -257,3 +257,28 @@ export async function countRecords(path: string): Promise<number> {
   }
   return n;
 }
+
+/**
+ * Good records only, in file order, up to `limit`: for tools that must not silently drop rows
+ * (training, benchmarks, tests). A bad record is an ArenaFileError naming its line.
+ */
+export async function* readGoodRecords(path: string, opts: ReadOptions & { limit?: number } = {}): AsyncGenerator<GoodRecord> {
+  const limit = opts.limit ?? Infinity;
+  if (limit <= 0) return;
+  let n = 0;
+  for await (const r of readArenaFile(path, opts)) {
+    if (!r.ok) throw new ArenaFileError(path, r.line, r.field, r.message);
+    yield r;
+    if (++n >= limit) return;
+  }
+}
+
+/** The first `limit` rows of a CSV-schema file as raw comparisons (the JSON-list fields byte for byte). */
+export async function readRawRows(path: string, limit: number): Promise<Array<Comparison & { kind: 'raw' }>> {
+  const rows: Array<Comparison & { kind: 'raw' }> = [];
+  for await (const r of readGoodRecords(path, { limit })) {
+    if (r.comparison.kind !== 'raw') throw new ArenaFileError(path, r.line, '', 'expected JSON-list string fields');
+    rows.push(r.comparison);
+  }
+  return rows;
+}

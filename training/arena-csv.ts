@@ -1,50 +1,21 @@
-// Streams rows of an Arena-schema CSV(.gz) as core/ Comparisons plus their label.
-import { createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
-import { parse } from 'csv-parse';
+// Labeled rows of an Arena-schema CSV(.gz) for training: the product's reader (client/arena-file.ts),
+// strict, so a malformed row stops the pipeline instead of vanishing from the data.
+import { readGoodRecords, type LabelIndex } from '../client/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
 
-/** 0 = a, 1 = b, 2 = tie; null for unlabeled (test-schema) rows. */
-export type LabelIndex = 0 | 1 | 2;
+export type { LabelIndex };
 
 export interface LabeledRow {
   readonly comparison: Comparison & { kind: 'raw' };
   readonly label: LabelIndex | null;
 }
 
-function labelOf(rec: Record<string, string>): LabelIndex | null {
-  if (rec.winner_model_a === undefined) return null;
-  if (rec.winner_model_a === '1') return 0;
-  if (rec.winner_model_b === '1') return 1;
-  if (rec.winner_tie === '1') return 2;
-  throw new Error(`row ${rec.id}: no winner column is 1`);
-}
-
 /** Rows in file order; `limit` stops early (smoke runs, subsets). */
 export async function* readArenaCsv(path: string, limit = Infinity): AsyncGenerator<LabeledRow> {
-  if (limit <= 0) return;
-  const input = createReadStream(path);
-  const parser = (path.endsWith('.gz') ? input.pipe(createGunzip()) : input).pipe(
-    parse({ columns: true, relax_quotes: false }),
-  );
-  let n = 0;
-  try {
-    for await (const rec of parser as AsyncIterable<Record<string, string>>) {
-      yield {
-        // 'raw' keeps the JSON-list strings byte for byte, as a CSV-fed server sees them.
-        comparison: {
-          id: String(rec.id),
-          kind: 'raw',
-          prompt: rec.prompt ?? '',
-          response_a: rec.response_a ?? '',
-          response_b: rec.response_b ?? '',
-        },
-        label: labelOf(rec),
-      };
-      if (++n >= limit) break;
-    }
-  } finally {
-    input.destroy();
+  for await (const r of readGoodRecords(path, { labels: true, limit })) {
+    // 'raw' keeps the JSON-list strings byte for byte, as a CSV-fed server sees them.
+    if (r.comparison.kind !== 'raw') throw new Error(`${path}:${r.line}: training reads CSV files (JSON-list string fields)`);
+    yield { comparison: r.comparison, label: r.label };
   }
 }
 

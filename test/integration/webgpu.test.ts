@@ -2,14 +2,12 @@
 // same probabilities as the CPU provider. On hosts without a GPU, Debian's chromium supplies a
 // software Vulkan driver (SwiftShader), selected with VK_ICD_FILENAMES.
 import { credentials } from '@grpc/grpc-js';
-import { parse } from 'csv-parse/sync';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
+import { readArena } from '../helpers/shared-data.ts';
 import { LABELS, type Comparison } from '../../core/types.ts';
 import { PairwisePreferenceClient, type ModelInfo, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
 import { loadScorer } from '../../server/scorer.ts';
@@ -17,16 +15,8 @@ import { startServer, type RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
-const DEV_CSV = fileURLToPath(new URL('../../../shared/data/alpaca-pairs-dev.csv.gz', import.meta.url));
 const NUM_ROWS = 20;
 const TOL = 1e-4;
-
-/** First n rows of the dev split with their raw JSON-list fields. */
-function devRows(n: number): Extract<Comparison, { kind: 'raw' }>[] {
-  assert.ok(existsSync(DEV_CSV), `${DEV_CSV} is missing: tests read the real data from ../shared/data`);
-  const records = parse(gunzipSync(readFileSync(DEV_CSV)), { columns: true, to: n }) as Record<string, string>[];
-  return records.map((r) => ({ id: r['id']!, kind: 'raw', prompt: r['prompt']!, response_a: r['response_a']!, response_b: r['response_b']! }));
-}
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -42,7 +32,7 @@ test('--devices webgpu gives the same probabilities as cpu', { timeout: 300_000 
   const dir = mkdtempSync(join(tmpdir(), 'pairpref-webgpu-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   writeFixtureBundle(dir);
-  const rows = devRows(NUM_ROWS);
+  const rows = await readArena('alpaca-pairs-dev.csv.gz', NUM_ROWS);
 
   let server: RunningServer;
   try {

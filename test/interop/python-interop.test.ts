@@ -1,26 +1,24 @@
 // A Python client (Debian's python3-grpcio, stubs generated from proto/ with protoc and
 // grpc_python_plugin) scores rows through Score and ScoreStream against the real server; its
 // answers must equal the server's own scorer on the same rows.
-import { parse } from 'csv-parse/sync';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
 import { LABELS, type Comparison } from '../../core/types.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { readArena } from '../helpers/shared-data.ts';
 
 const PYTHON = '/usr/bin/python3';
 const INSTALL_HINT = 'run: apt-get install python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./python_client.py', import.meta.url));
-const DEV_CSV = fileURLToPath(new URL('../../../shared/data/alpaca-pairs-dev.csv.gz', import.meta.url));
 const TOL = 1e-6;
 
 /** A row as python_client.py reads it. */
@@ -79,10 +77,8 @@ function generateStubs(outDir: string): void {
 }
 
 /** First n rows of the dev split, as raw JSON-list fields exactly as they stand in the CSV. */
-function devRows(n: number): PyRow[] {
-  assert.ok(existsSync(DEV_CSV), `${DEV_CSV} is missing: tests read the real data from ../shared/data`);
-  const records = parse(gunzipSync(readFileSync(DEV_CSV)), { columns: true, to: n }) as Record<string, string>[];
-  return records.map((r) => ({ id: `dev-${r['id']}`, raw: { prompt: r['prompt']!, response_a: r['response_a']!, response_b: r['response_b']! } }));
+async function devRows(n: number): Promise<PyRow[]> {
+  return (await readArena('alpaca-pairs-dev.csv.gz', n)).map((r) => ({ id: `dev-${r.id}`, raw: { prompt: r.prompt, response_a: r.response_a, response_b: r.response_b } }));
 }
 
 const BAD_ID = 'bad-raw-prompt';
@@ -137,7 +133,7 @@ test('a Python grpcio client scores rows through Score and ScoreStream', { timeo
   generateStubs(stubs);
 
   const streamRows: PyRow[] = [
-    ...devRows(49),
+    ...(await devRows(49)),
     { id: STREAM_BAD_ID, raw: { prompt: '["ok"]', response_a: '["ok"]', response_b: '{"not": "a list"}' } },
   ];
   const rowsFile = join(workDir, 'rows.json');

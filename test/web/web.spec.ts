@@ -15,7 +15,7 @@ import { loadBundle } from '../../server/bundle.ts';
 import type { RowResult } from '../../server/scorer.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
 import type { EngineInfo, ScoredRow } from '../../web/src/engine.ts';
-import { readArena, rawComparison, type ArenaRow } from '../helpers/shared-data.ts';
+import { readArena, type RawRow } from '../helpers/shared-data.ts';
 import { ARTIFACTS, buildAndPreview, bundleForTests, launchBrowser, openPage, startDev, type WebServer } from './harness.ts';
 
 const NUM_ROWS = 50;
@@ -26,8 +26,8 @@ const TIMEOUT = 900_000;
 const CSV_ROWS = 3;
 
 const bundle = bundleForTests();
-const arena: ArenaRow[] = readArena('alpaca-pairs-dev.csv.gz', NUM_ROWS);
-const rows: Comparison[] = arena.map(rawComparison);
+const arena: RawRow[] = await readArena('alpaca-pairs-dev.csv.gz', NUM_ROWS);
+const rows: Comparison[] = arena;
 const artifacts = fileURLToPath(ARTIFACTS);
 const outDir = mkdtempSync(join(tmpdir(), 'pairpref-web-dist-'));
 
@@ -80,7 +80,7 @@ const scoreInPage = (page: Page, rs: readonly Comparison[]): Promise<ScoredRow[]
 function csvCell(s: string): string {
   return `"${s.replace(/"/g, '""')}"`;
 }
-function arenaCsv(rs: readonly ArenaRow[]): string {
+function arenaCsv(rs: readonly RawRow[]): string {
   return ['id,prompt,response_a,response_b', ...rs.map((r) => [r.id, r.prompt, r.response_a, r.response_b].map(csvCell).join(','))].join('\n') + '\n';
 }
 
