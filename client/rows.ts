@@ -1,4 +1,5 @@
 // SDK rows in, wire comparisons out; wire predictions in, plain snake_case predictions out.
+import { RowInputError } from '../core/errors.ts';
 import { turnsToRaw } from '../core/parse.ts';
 import { FIELDS, type Comparison, type Field, type Turns } from '../core/types.ts';
 import type { Comparison as WireComparison, Prediction as WirePrediction } from '../proto/gen/pairpref/v1/preference.ts';
@@ -42,25 +43,15 @@ export interface StreamPrediction extends Prediction {
   readonly index: number;
 }
 
-/** A row the SDK cannot even send (wrong shape); it becomes an INVALID_ARGUMENT prediction. */
-export class RowShapeError extends Error {
-  readonly field: string;
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = 'RowShapeError';
-    this.field = field;
-  }
-}
-
 function isTurns(v: unknown): v is Turns {
   return Array.isArray(v) && v.every((t) => typeof t === 'string' || t === null);
 }
 
-/** Row -> core Comparison. Throws RowShapeError naming the field when the row has the wrong shape. */
+/** Row -> core Comparison. Throws RowInputError naming the field when the row has the wrong shape. */
 export function toComparison(row: Row): Comparison {
-  if (typeof row !== 'object' || row === null) throw new RowShapeError('', 'row is not an object');
+  if (typeof row !== 'object' || row === null) throw new RowInputError('', 'row is not an object');
   const id = typeof row.id === 'number' ? String(row.id) : row.id;
-  if (typeof id !== 'string') throw new RowShapeError('id', 'row id is not a string or number');
+  if (typeof id !== 'string') throw new RowInputError('id', 'row id is not a string or number');
   if ('kind' in row && (row.kind === 'raw' || row.kind === 'turns')) return { ...row, id } as Comparison;
   const r = row as Record<Field, unknown>;
   if (FIELDS.every((f) => typeof r[f] === 'string')) {
@@ -70,8 +61,8 @@ export function toComparison(row: Row): Comparison {
     return { id, kind: 'turns', prompt: r.prompt as Turns, response_a: r.response_a as Turns, response_b: r.response_b as Turns };
   }
   const bad = FIELDS.find((f) => typeof r[f] !== 'string' && !isTurns(r[f]));
-  if (bad) throw new RowShapeError(bad, `row ${JSON.stringify(id)}: ${bad} is neither a JSON-list string nor an array of strings/nulls`);
-  throw new RowShapeError('', `row ${JSON.stringify(id)}: mixes JSON-list strings and turn arrays; use one form for all fields`);
+  if (bad) throw new RowInputError(bad, `row ${JSON.stringify(id)}: ${bad} is neither a JSON-list string nor an array of strings/nulls`);
+  throw new RowInputError('', `row ${JSON.stringify(id)}: mixes JSON-list strings and turn arrays; use one form for all fields`);
 }
 
 /** Core Comparison -> wire message. Turn lists with null turns go as raw JSON (proto strings cannot be null). */

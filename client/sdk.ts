@@ -13,7 +13,8 @@ import {
   type ScoreResponse,
   type ScoreStreamRequest,
 } from '../proto/gen/pairpref/v1/preference.ts';
-import { comparisonToWire, errorPrediction, predictionFromWire, RowShapeError, toComparison, type Prediction, type Row, type StreamPrediction } from './rows.ts';
+import { RowInputError } from '../core/errors.ts';
+import { comparisonToWire, errorPrediction, predictionFromWire, toComparison, type Prediction, type Row, type StreamPrediction } from './rows.ts';
 import { windowedScore, DEFAULT_WINDOW, type Transport, type TransportSink } from './window.ts';
 
 export type { ModelInfo };
@@ -170,7 +171,7 @@ export function connect(targetOrTargets: string | readonly string[], options: Co
         wire.push(comparisonToWire(toComparison(row)));
         at.push(i);
       } catch (e) {
-        if (!(e instanceof RowShapeError)) throw e;
+        if (!(e instanceof RowInputError)) throw e;
         out[i] = errorPrediction(String((row as { id?: unknown }).id ?? ''), { code: status.INVALID_ARGUMENT, field: e.field, message: e.message });
       }
     });

@@ -3,7 +3,8 @@
 // producer nor a slow consumer can grow memory without bound. In ordered mode the rows waiting
 // for an earlier row count against the window too, which bounds the reorder buffer.
 import type { Comparison } from '../core/types.ts';
-import { errorPrediction, RowShapeError, toComparison, type Prediction, type Row, type StreamPrediction } from './rows.ts';
+import { RowInputError } from '../core/errors.ts';
+import { errorPrediction, toComparison, type Prediction, type Row, type StreamPrediction } from './rows.ts';
 
 /** Where rows go: a gRPC stream or the in-process scorer. */
 export interface Transport {
@@ -108,7 +109,7 @@ export async function* windowedScore(
         try {
           c = toComparison(next.value);
         } catch (e) {
-          if (!(e instanceof RowShapeError)) throw e;
+          if (!(e instanceof RowInputError)) throw e;
           finish(index, errorPrediction(idOf(next.value), { code: 3, field: e.field, message: e.message }));
           continue;
         }
