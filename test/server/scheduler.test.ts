@@ -73,8 +73,9 @@ test('a short row is not starved by a steady stream of long rows', async () => {
     for (let i = 0; i < 4; i++) long.push(s.submit(row(50)));
     await new Promise((r) => setTimeout(r, 1));
   }
+  // The loop only stops early if the short row finished while long rows were still arriving.
+  assert.ok(shortDone, 'the short row finished while long rows kept arriving');
   await short;
-  assert.ok(performance.now() - started < 1000, 'the short row finished while long rows kept arriving');
   await Promise.all(long);
 });
 
