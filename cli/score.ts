@@ -1,15 +1,13 @@
 // `pairpref score`: an Arena CSV / CSV.gz / JSONL file in, the submission CSV out
 // (id,winner_model_a,winner_model_b,winner_tie; every usable input id once, in input order).
 import { Option, type Command } from 'commander';
-import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
-import { rename, unlink } from 'node:fs/promises';
 import { countRecords } from '../client/arena-file.ts';
 import { openLocal } from '../client/local.ts';
 import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../client/score-file.ts';
 import { connect } from '../client/sdk.ts';
 import { DEFAULT_WINDOW } from '../client/window.ts';
 import { intArg } from './args.ts';
+import { writeFileAtomically } from './atomic-file.ts';
 import { progressWanted, startProgress } from './progress.ts';
 
 export const DEFAULT_MODEL_DIR = 'models/default';
@@ -112,29 +110,18 @@ interface ScoreFlags extends SourceFlags {
 
 async function score(f: ScoreFlags): Promise<void> {
   const source = await openSource(f);
-  // Written next to the output and renamed on success: a failed run leaves no partial file.
-  const tmp = `${f.output}.tmp-${process.pid}`;
-  const out = createWriteStream(tmp);
   const skipped: SkippedRow[] = [];
   let rows = 0;
   const started = performance.now();
   try {
-    const write = async (s: string): Promise<void> => {
-      if (!out.write(s)) await once(out, 'drain');
-    };
-    await write('id,winner_model_a,winner_model_b,winner_tie\n');
-    for await (const r of scoreInput(f, source.client, 'score', {}, skipped)) {
-      const p = r.prediction;
-      await write(`${csvField(r.id)},${p.winner_model_a},${p.winner_model_b},${p.winner_tie}\n`);
-      rows++;
-    }
-    out.end();
-    await once(out, 'finish');
-    await rename(tmp, f.output);
-  } catch (e) {
-    out.destroy();
-    await unlink(tmp).catch(() => undefined);
-    throw e;
+    await writeFileAtomically(f.output, async (write) => {
+      await write('id,winner_model_a,winner_model_b,winner_tie\n');
+      for await (const r of scoreInput(f, source.client, 'score', {}, skipped)) {
+        const p = r.prediction;
+        await write(`${csvField(r.id)},${p.winner_model_a},${p.winner_model_b},${p.winner_tie}\n`);
+        rows++;
+      }
+    });
   } finally {
     await source.close();
   }

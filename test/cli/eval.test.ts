@@ -1,7 +1,7 @@
 // `pairpref eval` on 500 labeled dev rows (in-process, fixture bundle): its log loss must equal
 // one computed here from the `score` predictions and the labels.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { readArenaFile, type LabelIndex } from '../../client/index.ts';
@@ -93,4 +93,5 @@ test('eval scores rows that repeat an id (the dev split has two); score still re
   const sc = await runCli(['score', '--input', input, '--output', join(tmp.dir, 'dup.csv'), '--model', bundle, '--devices', 'cpu']);
   assert.equal(sc.code, 1);
   assert.match(sc.stderr, /dup\.jsonl:3: id: duplicate id \(first seen at line 1\)/);
+  assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.startsWith('dup.csv')), [], 'no partial submission left behind');
 });
