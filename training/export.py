@@ -3,7 +3,12 @@ writes PyTorch reference logits for the first N dev rows, for the onnxruntime pa
 Several checkpoints become an ensemble inside the graph: logits = log(mean of member softmaxes),
 so the served softmax is the average of the members' probabilities.
 
+With --fp16-weights the weights are rounded to float16 first (in PyTorch too, so the reference
+logits are those of the shipped weights) and stored as float16 initializers, each behind a Cast to
+float32 that onnxruntime folds away at session load: half the download, float32 compute.
+
 usage: export.py --ckpt A.pt [B.pt ...] --shards DIR --onnx OUT.onnx --reference OUT.json [--rows 256]
+                 [--fp16-weights]
 """
 import argparse
 import json
@@ -39,6 +44,49 @@ def load_member(path):
     return model
 
 
+FP16_MIN_ELEMENTS = 256  # smaller tensors (norms, biases, feature stats) stay float32: no size to win
+
+
+def round_weights_to_fp16(model):
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.dtype == torch.float32 and t.numel() >= FP16_MIN_ELEMENTS:
+                t.copy_(t.half().float())
+
+
+def store_initializers_as_fp16(path, min_elements=FP16_MIN_ELEMENTS):
+    """Rewrites float32 initializers of at least min_elements as float16 plus a Cast back to float32.
+
+    The Cast nodes take the initializer's old name as output, so every consumer is unchanged.
+    Values are already fp16-exact (round_weights_to_fp16), so the float32 graph computes the same.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.load(path)
+    g = m.graph
+    casts = []
+    for init in g.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_elements:
+            continue
+        half = arr.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), arr):
+            raise ValueError(f'initializer {init.name} is not fp16-exact; round the weights first')
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, name + '_fp16'))
+        casts.append(helper.make_node('Cast', [name + '_fp16'], [name], to=TensorProto.FLOAT, name=name + '_to_fp32'))
+    # Casts first keeps the node list topologically sorted.
+    nodes = casts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+    return len(casts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--ckpt', required=True, nargs='+')
@@ -47,11 +95,14 @@ def main():
     ap.add_argument('--reference', required=True)
     ap.add_argument('--rows', type=int, default=256)
     ap.add_argument('--batch', type=int, default=16)
+    ap.add_argument('--fp16-weights', action='store_true')
     args = ap.parse_args()
     torch.set_num_threads(2)
 
     model = Ensemble([load_member(p) for p in args.ckpt])
     model.eval()
+    if args.fp16_weights:
+        round_weights_to_fp16(model)
     meta = load_inputs(args.shards)
     pad_id = meta['segments']['pad']
     dev = Split(args.shards, 'dev')
@@ -71,6 +122,7 @@ def main():
 
     import onnx
     onnx.checker.check_model(onnx.load(args.onnx))
+    fp16_initializers = store_initializers_as_fp16(args.onnx) if args.fp16_weights else 0
 
     n = min(args.rows, dev.n)
     meta_ids = json.load(open(os.path.join(args.shards, 'dev.meta.json')))['ids']
@@ -89,7 +141,8 @@ def main():
     with open(args.reference, 'w') as f:
         json.dump({'params': count_params(model), 'rows': rows}, f)
     print(json.dumps({'onnx': args.onnx, 'bytes': os.path.getsize(args.onnx), 'params': count_params(model),
-                      'reference_rows': len(rows), 'members': len(args.ckpt)}))
+                      'reference_rows': len(rows), 'members': len(args.ckpt),
+                      'fp16_initializers': fp16_initializers}))
 
 
 if __name__ == '__main__':

@@ -2,11 +2,13 @@
 // ONNX export -> onnxruntime parity -> dev / out-of-domain evaluation -> golden rows.
 //   npm run train              full run into models/default (see models/default/MODEL_CARD.md)
 //   npm run train:smoke        ~200 rows, tiny model, into training/out/smoke (what CI runs)
+//   npm run train -- --resume  reuse members already trained from the same shards and arguments
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodeSplits } from './encode-splits.ts';
 import { checkParity, evaluateCsv, loadBundle, type EvalResult, type ReferenceRow } from './onnx-eval.ts';
+import { canReuseMember, shardsDigest, stampPath, writeStamp } from './member-stamp.ts';
 import { assertPythonTorch, runPython } from './python.ts';
 import { checkTokenizerParity, EDGE_STRINGS, sampleStrings } from './tokenizer-parity.ts';
 import { trainTokenizer, writeCorpus } from './tokenizer-train.ts';
@@ -29,6 +31,10 @@ export interface PipelineOptions {
   readonly dropout: number;
   /** Models trained with seeds seed, seed+1, ...; exported as one graph averaging their probabilities. */
   readonly members: number;
+  /** Store weights as float16 in model.onnx (float32 compute): half the bundle, probabilities within ~1e-4. */
+  readonly fp16Weights: boolean;
+  /** Skip training a member whose checkpoint was made from identical shards and arguments. */
+  readonly resume?: boolean;
   readonly lr: number;
   readonly devEvalRows: number;
   readonly evalsPerEpoch: number;
@@ -42,7 +48,7 @@ export interface PipelineOptions {
 
 export const SMOKE: Partial<PipelineOptions> = {
   vocab: 600, maxLength: 96, trainLimit: 200, devLimit: 48, hhLimit: 16, epochs: 1, d: 16, layers: 1, heads: 2, ffn: 32,
-  batch: 16, members: 2, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
+  batch: 16, members: 2, fp16Weights: true, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
 };
 
 export const FULL: PipelineOptions = {
@@ -59,6 +65,7 @@ export const FULL: PipelineOptions = {
   batch: 32,
   dropout: 0.15,
   members: 2,
+  fp16Weights: false,
   lr: 1e-3,
   devEvalRows: 1000,
   evalsPerEpoch: 4,
@@ -79,7 +86,15 @@ export interface PipelineResult {
   readonly latency_ms_one_row: number;
   readonly bundle_bytes: number;
   readonly params: number;
-  readonly training: unknown;
+  readonly training: readonly MemberSummary[];
+  /** Members taken from an earlier run by --resume; their training time is in training[m].train_minutes. */
+  readonly reused_members: readonly number[];
+}
+
+/** The parts of train.py's model<m>.json the pipeline reads. */
+interface MemberSummary {
+  readonly params: number;
+  readonly train_minutes: number;
 }
 
 export async function runPipeline(o: PipelineOptions, log: (m: string) => void = console.log): Promise<PipelineResult> {
@@ -134,25 +149,36 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   mark('shards');
 
   // 3. Train the ensemble members (same shards, different seeds).
+  const digest = shardsDigest(shardDir);
   const ckpts: string[] = [];
-  const training: Array<{ params: number }> = [];
+  const training: MemberSummary[] = [];
+  const reused: number[] = [];
   for (let m = 0; m < o.members; m++) {
     const ckpt = join(o.work, `model${m}.pt`);
-    await runPython('train.py', [
+    const args = [
       '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
       '--dropout', String(o.dropout), '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads),
       '--ffn', String(o.ffn), '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
       '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed + m),
-    ], (l) => log(`  [member ${m}] ${l}`));
+    ];
+    const stamp = { trainArgs: args, shards: digest };
+    if (o.resume && canReuseMember(o.work, m, stamp)) {
+      log(`[pipeline] member ${m}: reusing ${ckpt} (same shards and arguments)`);
+      reused.push(m);
+    } else {
+      rmSync(stampPath(o.work, m), { force: true }); // an interrupted retrain must not look finished
+      await runPython('train.py', args, (l) => log(`  [member ${m}] ${l}`));
+      writeStamp(o.work, m, stamp);
+    }
     ckpts.push(ckpt);
-    training.push(JSON.parse(readFileSync(join(o.work, `model${m}.json`), 'utf8')) as { params: number });
+    training.push(JSON.parse(readFileSync(join(o.work, `model${m}.json`), 'utf8')) as MemberSummary);
   }
   mark('train');
 
   // 4. Export + 5. parity with onnxruntime-node on 256 dev rows re-encoded through core/.
   const refPath = join(o.work, 'reference.json');
   await runPython('export.py', ['--ckpt', ...ckpts, '--shards', shardDir, '--onnx', join(o.out, 'model.onnx'),
-    '--reference', refPath, '--rows', '256'], (l) => log(`  ${l}`));
+    '--reference', refPath, '--rows', '256', ...(o.fp16Weights ? ['--fp16-weights'] : [])], (l) => log(`  ${l}`));
   const reference = (JSON.parse(readFileSync(refPath, 'utf8')) as { rows: ReferenceRow[] }).rows;
   const bundle = await loadBundle(o.out);
   const parity = await checkParity(bundle, devCsv, reference);
@@ -193,6 +219,7 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
     bundle_bytes: bytes,
     params: training.reduce((n, t) => n + t.params, 0),
     training,
+    reused_members: reused,
   };
   writeFileSync(join(o.work, 'metrics.json'), JSON.stringify({ options: o, ...result }, null, 2) + '\n');
   copyFileSync(join(o.work, 'metrics.json'), join(o.out, 'metrics.json'));
@@ -213,6 +240,9 @@ function cli(): PipelineOptions {
       'max-length': { type: 'string' },
       d: { type: 'string' },
       layers: { type: 'string' },
+      members: { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      'fp32-weights': { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -230,6 +260,9 @@ function cli(): PipelineOptions {
     ...pick('maxLength', num(values['max-length'])),
     ...pick('d', num(values.d)),
     ...pick('layers', num(values.layers)),
+    ...pick('members', num(values.members)),
+    ...(values.resume ? { resume: true } : {}),
+    ...(values['fp32-weights'] ? { fp16Weights: false } : {}),
   };
 }
 

@@ -53,8 +53,18 @@ test('training pipeline runs end to end on ~200 rows and the exported bundle ser
     } finally {
       await bundle.close();
     }
-    const golden = JSON.parse(readFileSync(join(out, 'golden.json'), 'utf8')) as { rows: unknown[] };
+    const golden = JSON.parse(readFileSync(join(out, 'golden.json'), 'utf8')) as { rows: Array<{ probs: number[] }> };
     assert.equal(golden.rows.length, SMOKE.goldenRows);
+    // SMOKE stores weights as float16: the exporter reports how many initializers it converted.
+    assert.ok(lines.some((l) => /"fp16_initializers": [1-9]/.test(l)), 'no float16 initializers in the export log');
+
+    // --resume: the same shards and arguments reuse both members and export the same model.
+    const again: string[] = [];
+    const resumed = await runPipeline({ ...FULL, ...SMOKE, data: DATA, out, work: join(root, 'work'), resume: true }, (m) => again.push(m));
+    assert.deepEqual(resumed.reused_members, [0, 1]);
+    assert.ok(!again.some((l) => l.includes('[member ')), 'a member was retrained on resume');
+    const golden2 = JSON.parse(readFileSync(join(out, 'golden.json'), 'utf8')) as typeof golden;
+    assert.deepEqual(golden2.rows.map((r) => r.probs), golden.rows.map((r) => r.probs));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
