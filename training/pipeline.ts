@@ -242,7 +242,7 @@ function cli(): PipelineOptions {
       layers: { type: 'string' },
       members: { type: 'string' },
       resume: { type: 'boolean', default: false },
-      'fp32-weights': { type: 'boolean', default: false },
+      'fp16-weights': { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
@@ -262,7 +262,7 @@ function cli(): PipelineOptions {
     ...pick('layers', num(values.layers)),
     ...pick('members', num(values.members)),
     ...(values.resume ? { resume: true } : {}),
-    ...(values['fp32-weights'] ? { fp16Weights: false } : {}),
+    ...(values['fp16-weights'] ? { fp16Weights: true } : {}),
   };
 }
 
