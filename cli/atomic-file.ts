@@ -22,8 +22,9 @@ export async function writeFileAtomically(path: string, body: (write: WriteText)
   };
   try {
     await body(write);
-    out.end();
-    await once(out, 'finish');
+    // end()'s callback also reports an error the stream hit after the last write (e.g. the open
+    // failing); waiting for 'finish' instead would hang, as a destroyed stream never emits it.
+    await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e || outError ? reject(outError ?? e) : resolve())));
     await rename(tmp, path);
   } catch (e) {
     // Wait for the descriptor to close: the open may still be pending, and unlinking first

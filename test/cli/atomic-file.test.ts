@@ -46,3 +46,13 @@ test('a path that cannot be written is a rejection, not an unhandled error event
     /ENOENT/,
   );
 });
+
+test('an open that fails after the last write still rejects (it used to hang waiting for finish)', async () => {
+  await assert.rejects(
+    writeFileAtomically(join(tmp.dir, 'no-such-dir', 'late.csv'), async (write) => {
+      await write('id,winner_model_a,winner_model_b,winner_tie\n');
+      await new Promise((r) => setTimeout(r, 50)); // the open fails while the body is idle
+    }),
+    /ENOENT/,
+  );
+});
