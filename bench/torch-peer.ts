@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncodedRow } from '../core/types.ts';
+import { PYTHON } from '../training/python.ts';
 import { REPO_ROOT } from './processes.ts';
 
-export const PYTHON = process.env['PAIRPREF_PYTHON'] ?? '/usr/bin/python3';
 
 export interface TorchPeerResult {
   readonly rows: number;

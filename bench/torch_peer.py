@@ -13,24 +13,20 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'training'))
 from export import Ensemble, load_member  # noqa: E402
+from shards import make_batch as pad_ids  # noqa: E402
 
 
 def make_batch(rows, pad_id):
-    t = max(len(r['ids']) for r in rows)
-    ids = np.full((len(rows), t), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), t), dtype=np.int64)
-    for i, r in enumerate(rows):
-        ids[i, :len(r['ids'])] = r['ids']
-        mask[i, :len(r['ids'])] = 1
+    """training/shards.py's padding (what the ONNX side gets from core/), plus the features."""
+    ids, mask = pad_ids([r['ids'] for r in rows], pad_id)
     feats = None
     if rows[0].get('features') is not None:
         feats = torch.tensor([r['features'] for r in rows], dtype=torch.float32)
-    return torch.from_numpy(ids), torch.from_numpy(mask), feats
+    return ids, mask, feats
 
 
 def main():

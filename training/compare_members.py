@@ -19,25 +19,18 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export import load_member  # noqa: E402
-from shards import Split, load_inputs, make_batch  # noqa: E402
+from shards import Split, load_inputs, predict_probs, selection_rows  # noqa: E402
 
 
-def dev_probs(ckpt, shard_dir, batch=32):
+def dev_probs(ckpt, shard_dir):
     cache = os.path.splitext(ckpt)[0] + '.dev.npy'
     if os.path.exists(cache) and os.path.getmtime(cache) > os.path.getmtime(ckpt):
         return np.load(cache)
-    pad = load_inputs(shard_dir)['segments']['pad']
     dev = Split(shard_dir, 'dev')
-    model = load_member(ckpt)
-    model.eval()
-    order = np.argsort([len(dev.row(i)) for i in range(dev.n)], kind='stable')
+    # Length-sorted batches pad little; the probabilities go back to file order.
+    order = np.argsort(np.diff(dev.offsets), kind='stable')
     probs = np.zeros((dev.n, 3))
-    with torch.no_grad():
-        for s in range(0, dev.n, batch):
-            part = order[s:s + batch].tolist()
-            ids, mask = make_batch([dev.row(i) for i in part], pad)
-            feats = torch.from_numpy(dev.feats[part]) if dev.feats.shape[1] else None
-            probs[part] = torch.softmax(model(ids, mask, feats).double(), -1).numpy()
+    probs[order] = predict_probs(load_member(ckpt), dev, order, load_inputs(shard_dir)['segments']['pad']).double().numpy()
     np.save(cache, probs)
     return probs
 
@@ -62,7 +55,7 @@ def main():
         probs[ckpt] = dev_probs(ckpt, shard_dir)
 
     n = len(labels)
-    picked = np.unique(np.linspace(0, n - 1, args.selection_rows).round().astype(np.int64))
+    picked = selection_rows(n, args.selection_rows)
     other = np.setdiff1d(np.arange(n), picked)
 
     def log_loss(p, rows):

@@ -41,7 +41,7 @@ def load_member(path):
     cfg['dropout'] = 0.0
     model = PairPref(**cfg)
     model.load_state_dict(ck['state'])
-    return model
+    return model.eval()
 
 
 FP16_MIN_ELEMENTS = 256  # smaller tensors (norms, biases, feature stats) stay float32: no size to win

@@ -22,18 +22,18 @@ export function assertPythonTorch(): void {
 export function runPython(script: string, args: readonly string[], onLine: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, ['-u', join(HERE, script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let tail = '';
-    const pipe = (chunk: Buffer): void => {
-      const text = tail + chunk.toString('utf8');
-      const lines = text.split('\n');
-      tail = lines.pop() ?? '';
+    // One line buffer per stream: a partial stdout line must not be glued to stderr output.
+    const tails = { stdout: '', stderr: '' };
+    const pipe = (stream: keyof typeof tails) => (chunk: Buffer): void => {
+      const lines = (tails[stream] + chunk.toString('utf8')).split('\n');
+      tails[stream] = lines.pop() ?? '';
       for (const l of lines) if (!/UserWarning|_jit_pass_onnx|^\s*_C\._jit/.test(l)) onLine(l);
     };
-    child.stdout.on('data', pipe);
-    child.stderr.on('data', pipe);
+    child.stdout.on('data', pipe('stdout'));
+    child.stderr.on('data', pipe('stderr'));
     child.on('error', reject);
     child.on('close', (code) => {
-      if (tail) onLine(tail);
+      for (const t of Object.values(tails)) if (t) onLine(t);
       if (code === 0) resolve();
       else reject(new Error(`${script} exited with ${code}`));
     });

@@ -34,3 +34,22 @@ def make_batch(rows, pad_id):
         ids[i, :len(r)] = r
         mask[i, :len(r)] = 1
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def selection_rows(n, k):
+    """The k evenly spaced dev rows train.py picks checkpoints on (the split files are ordered,
+    their first rows are the hardest, so a prefix would not be representative)."""
+    k = min(k, n) if k > 0 else n
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+@torch.no_grad()
+def predict_probs(model, split, idx, pad_id, batch=64):
+    """Softmax probabilities [len(idx), 3] for rows idx of a split, in idx order, batch by batch."""
+    out = []
+    for s in range(0, len(idx), batch):
+        part = idx[s:s + batch]
+        ids, mask = make_batch([split.row(i) for i in part], pad_id)
+        feats = torch.from_numpy(split.feats[part]) if split.feats.shape[1] else None
+        out.append(torch.softmax(model(ids, mask, feats), -1))
+    return torch.cat(out, 0)

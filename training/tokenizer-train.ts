@@ -14,17 +14,15 @@ import { once } from 'node:events';
 import tokenizers from 'tokenizers';
 import { decodeField, readArenaCsv } from './arena-csv.ts';
 
-const { BPE, Tokenizer, byteLevelPreTokenizer, byteLevelDecoder, byteLevelAlphabet } = tokenizers as unknown as {
+const { BPE, Tokenizer, byteLevelPreTokenizer, byteLevelAlphabet } = tokenizers as unknown as {
   BPE: { empty(): unknown };
   Tokenizer: new (model: unknown) => NativeTokenizer;
   byteLevelPreTokenizer(addPrefixSpace?: boolean, useRegex?: boolean): unknown;
-  byteLevelDecoder?: () => unknown;
   byteLevelAlphabet(): string[];
 };
 interface NativeTokenizer {
   setPreTokenizer(p: unknown): void;
   train(files: string[]): void;
-  toString?(): string;
   save(path: string, pretty?: boolean): void;
 }
 
@@ -59,14 +57,9 @@ function swapNewline(token: string): string {
   return [...token].map((ch) => (ch === NL ? FF : ch === FF ? NL : ch)).join('');
 }
 
-interface TokenizerJson {
-  added_tokens: unknown[];
-  pre_tokenizer: unknown;
-  decoder: unknown;
-  post_processor: unknown;
-  normalizer: unknown;
-  model: { vocab: Record<string, number>; merges: Array<string | [string, string]>; [k: string]: unknown };
-  [k: string]: unknown;
+/** The part of the native trainer's saved tokenizer that is read back: its merges, in order. */
+interface TrainedTokenizerJson {
+  model: { merges: Array<string | [string, string]> };
 }
 
 /** Trains and writes tokenizer.json; returns the final vocabulary size (added tokens included). */
@@ -76,10 +69,9 @@ export function trainTokenizer(corpusPath: string, outPath: string, vocabSize: n
   tok.train([corpusPath]);
   const rawPath = outPath + '.raw.json';
   tok.save(rawPath, false);
-  const json = JSON.parse(readFileSync(rawPath, 'utf8')) as TokenizerJson;
+  const json = JSON.parse(readFileSync(rawPath, 'utf8')) as TrainedTokenizerJson;
 
   const bpeSize = vocabSize - SPECIAL_TOKENS.length;
-  const entries = Object.entries(json.model.vocab).sort((x, y) => x[1] - y[1]);
   const vocab: Record<string, number> = {};
   let next = 0;
   // Every byte symbol first (also ones the corpus never had), then merge results in merge order.
@@ -95,7 +87,6 @@ export function trainTokenizer(corpusPath: string, outPath: string, vocabSize: n
     merges.push([ls, rs]);
     if (!(merged in vocab)) vocab[merged] = next++;
   }
-  void entries;
   const added = SPECIAL_TOKENS.map((content) => ({
     id: next++,
     content,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import PairPref, count_params  # noqa: E402
-from shards import Split, load_inputs, make_batch  # noqa: E402
+from shards import Split, load_inputs, make_batch, predict_probs, selection_rows  # noqa: E402
 
 
 def log(msg):
@@ -31,25 +31,14 @@ def feature_stats(train, train_swap):
     return mean.tolist(), std.tolist()
 
 
-@torch.no_grad()
 def evaluate(model, fwd, swp, idx, pad_id, batch=64, symmetry=True):
     """Log loss and accuracy on fwd rows idx, and (optionally) symmetry mean |p_a(P,A,B) - p_b(P,B,A)|."""
     model.eval()
-    nll, correct, sym = 0.0, 0, 0.0
-    for s in range(0, len(idx), batch):
-        part = idx[s:s + batch]
-        ids, mask = make_batch([fwd.row(i) for i in part], pad_id)
-        feats = torch.from_numpy(fwd.feats[part]) if fwd.feats.shape[1] else None
-        p = torch.softmax(model(ids, mask, feats), -1)
-        y = torch.from_numpy(fwd.labels[part])
-        nll += -torch.log(p[torch.arange(len(part)), y].clamp_min(1e-12)).sum().item()
-        correct += (p.argmax(-1) == y).sum().item()
-        if not symmetry:
-            continue
-        ids2, mask2 = make_batch([swp.row(i) for i in part], pad_id)
-        feats2 = torch.from_numpy(swp.feats[part]) if swp.feats.shape[1] else None
-        p2 = torch.softmax(model(ids2, mask2, feats2), -1)
-        sym += (p[:, 0] - p2[:, 1]).abs().sum().item()
+    p = predict_probs(model, fwd, idx, pad_id, batch)
+    y = torch.from_numpy(fwd.labels[idx])
+    nll = -torch.log(p[torch.arange(len(idx)), y].clamp_min(1e-12)).sum().item()
+    correct = (p.argmax(-1) == y).sum().item()
+    sym = (p[:, 0] - predict_probs(model, swp, idx, pad_id, batch)[:, 1]).abs().sum().item() if symmetry else None
     model.train()
     n = len(idx)
     return {'log_loss': nll / n, 'accuracy': correct / n, 'symmetry': sym / n if symmetry else None}
@@ -115,9 +104,7 @@ def main():
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.02, 0.5 * (1 + math.cos(math.pi * progress(s)))))
     rng = np.random.default_rng(args.seed)
-    # Evenly spaced dev rows: the split files are ordered, their first rows are the hardest.
-    k = min(args.dev_eval_rows, dev.n) if args.dev_eval_rows > 0 else dev.n
-    dev_idx = np.unique(np.linspace(0, dev.n - 1, k).round().astype(np.int64))
+    dev_idx = selection_rows(dev.n, args.dev_eval_rows)
     eval_every = max(1, steps_per_epoch // max(1, args.evals_per_epoch))
 
     best = {'log_loss': float('inf')}
