@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { readRawRows } from '../client/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
-import type { Comparison as WireComparison } from '../proto/gen/pairpref/v1/preference.ts';
 
 export const DEFAULT_INPUTS = ['../shared/data/arena-hard-pairs.csv.gz', '../shared/data/alpaca-pairs-dev.csv.gz'];
 
@@ -21,10 +20,4 @@ export async function readInput(path: string, limit: number): Promise<InputSet> 
   const rows = await readRawRows(abs, limit);
   if (rows.length === 0) throw new Error(`bench input ${abs} has no rows`);
   return { name: basename(abs).replace(/\.csv(\.gz)?$/, ''), path: abs, rows };
-}
-
-/** The gRPC form of a raw comparison. */
-export function toWire(row: Comparison): WireComparison {
-  if (row.kind !== 'raw') throw new Error('bench rows are raw comparisons');
-  return { id: row.id, prompt: [], responseA: [], responseB: [], raw: { prompt: row.prompt, responseA: row.response_a, responseB: row.response_b } };
 }

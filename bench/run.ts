@@ -8,12 +8,13 @@ import type { EncodedRow } from '../core/types.ts';
 import type { Probs } from '../core/postprocess.ts';
 import { probsFromSeqCls } from '../core/postprocess.ts';
 import { padBatch } from '../core/batch.ts';
+import { comparisonToWire } from '../client/rows.ts';
 import { loadBundle, type Bundle } from '../server/bundle.ts';
 import { DEFAULT_BATCHING } from '../server/scorer.ts';
 import { defaultIntraOpThreads, resolveDevices } from '../server/devices.ts';
 import { fixedBatches, paddedTokens, sortedBatches } from './batches.ts';
 import { createCpuSession, feeds, runBatches, runPrepared, prepare, warm, type GraphOptLevel } from './inprocess.ts';
-import { DEFAULT_INPUTS, readInput, toWire, type InputSet } from './inputs.ts';
+import { DEFAULT_INPUTS, readInput, type InputSet } from './inputs.ts';
 import type { LoadResult, LoadSpec } from './loadgen.ts';
 import { runLoadgen, startNaive, startPairpref, type Served } from './processes.ts';
 import type { LatencySummary } from './stats.ts';
@@ -158,7 +159,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const inputs: InputSet[] = await Promise.all((o.inputs ?? DEFAULT_INPUTS).map((p) => readInput(p, nRows)));
     const wireFiles = inputs.map((inp, i) => {
       const f = join(work, `rows-${i}.json`);
-      writeFileSync(f, JSON.stringify(inp.rows.map(toWire)));
+      writeFileSync(f, JSON.stringify(inp.rows.map(comparisonToWire)));
       return f;
     });
 
@@ -251,10 +252,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const halfRate = peak.rows_per_s / 2;
     const openRows = Math.max(20, Math.min(inputs[0]!.rows.length, Math.round(halfRate * 20)));
     const openFile = join(work, 'open.json');
-    writeFileSync(openFile, JSON.stringify(inputs[0]!.rows.slice(0, openRows).map(toWire)));
+    writeFileSync(openFile, JSON.stringify(inputs[0]!.rows.slice(0, openRows).map(comparisonToWire)));
     const open = await runLoadgen({ address: main.address, mode: 'open', clients: 4, rate: halfRate, rowsFile: openFile, deadlineMs: 300_000 }, specFile);
     const singleFile = join(work, 'single.json');
-    writeFileSync(singleFile, JSON.stringify(inputs[0]!.rows.slice(0, Math.min(60, inputs[0]!.rows.length)).map(toWire)));
+    writeFileSync(singleFile, JSON.stringify(inputs[0]!.rows.slice(0, Math.min(60, inputs[0]!.rows.length)).map(comparisonToWire)));
     const single = await runLoadgen({ address: main.address, mode: 'unary', clients: 1, rowsFile: singleFile, warmRows: 5, deadlineMs: 300_000 }, specFile);
 
     let pairprefUnary: LoadResult | null = null;
@@ -286,7 +287,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         const s = await serve(devices);
         const isGpuSoft = devices.includes('webgpu');
         const rowsFile = isGpuSoft ? join(work, 'webgpu.json') : wireFiles[0]!;
-        if (isGpuSoft) writeFileSync(rowsFile, JSON.stringify(inputs[0]!.rows.slice(0, o.webgpuRows ?? 16).map(toWire)));
+        if (isGpuSoft) writeFileSync(rowsFile, JSON.stringify(inputs[0]!.rows.slice(0, o.webgpuRows ?? 16).map(comparisonToWire)));
         const spec: LoadSpec = isGpuSoft
           ? { address: s.address, mode: 'stream', clients: 2, window: 8, rowsFile, warmRows: 2, deadlineMs: 240_000 }
           : { address: s.address, mode: 'stream', clients, window, rowsFile, warmRows: clients, deadlineMs: 300_000 };
@@ -305,7 +306,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       const n = await startNaive(o.model, cores);
       servers.add(n);
       const peerFile = join(work, 'peer.json');
-      writeFileSync(peerFile, JSON.stringify(inputs[0]!.rows.slice(0, peerRows).map(toWire)));
+      writeFileSync(peerFile, JSON.stringify(inputs[0]!.rows.slice(0, peerRows).map(comparisonToWire)));
       const nr = await runLoadgen({ address: n.address, mode: 'unary', clients: naiveClients, rowsFile: peerFile, warmRows: naiveClients, deadlineMs: 600_000 }, specFile);
       await stop(n);
       naive = { clients: naiveClients, rows: nr.rows, pairpref_unary_rows_per_s: round(pairprefUnary!.rows_per_s), naive_rows_per_s: round(nr.rows_per_s), naive_latency: nr.latency, pairpref_latency: pairprefUnary!.latency };

@@ -45,7 +45,7 @@ export interface ScorerOptions {
   readonly batching?: Partial<BatchingOptions>;
   /** Threads per session; default splits the cores over CPU sessions. */
   readonly intraOpThreads?: number;
-  /** Tokenizer worker threads; 0 tokenizes on the event loop. Default: 0 with CPU sessions, else cores - 1 (at most 8). */
+  /** Tokenizer worker threads; 0 tokenizes on the event loop. Default: 1 with CPU sessions, else cores - 1 (at most 8). */
   readonly preprocessThreads?: number;
   readonly logger?: Logger;
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { formatReport } from '../../bench/report.ts';
 import type { BenchResult, ServerRun } from '../../bench/run.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
@@ -75,6 +76,19 @@ test('pairpref bench --json runs end to end on the fixture and reports every fie
   assert.ok(lat.half_peak.p50_ms <= lat.half_peak.p99_ms, 'half-peak percentiles ordered');
   positive(lat.p99_over_p50, 'p99/p50');
   positive(lat.single_row_unary.p50_ms, 'single-row unary p50');
+
+  // The headline ratios are the raw figures divided (rounded to 3 places), and each target's flag follows its value.
+  const near = (got: number | null, want: number, what: string): void =>
+    assert.ok(got !== null && Math.abs(got - want) <= 0.01 * want + 1e-3, `${what}: ${got} vs ${want}`);
+  for (const t of b.throughput) near(t.vs_limit, t.pairpref.rows_per_s / t.limit_rows_per_s, `vs_limit ${t.input}`);
+  assert.equal(b.ratios.vs_limit, Math.min(...b.throughput.map((t) => t.vs_limit)), 'vs_limit is the worst input');
+  if ('naive_rows_per_s' in b.naive) near(b.ratios.vs_naive, b.naive.pairpref_unary_rows_per_s / b.naive.naive_rows_per_s, 'vs_naive');
+  near(b.ratios.vs_fixed_padding, b.fixed_padding.dynamic_rows_per_s / b.fixed_padding.fixed_rows_per_s, 'vs_fixed_padding');
+  assert.equal(b.targets['vs_limit']?.met, b.ratios.vs_limit >= 0.9);
+  assert.equal(b.targets['vs_fixed_padding']?.met, b.ratios.vs_fixed_padding >= 1.38);
+  // The table (the default output) names the worst input on the limit row with that input's own figures.
+  const worst = b.throughput.find((t) => t.vs_limit === b.ratios.vs_limit)!;
+  assert.match(formatReport(b), new RegExp(`\\| limit [^\n]*${worst.input}, the worst input\\) \\| ${worst.pairpref.rows_per_s.toFixed(1)} rows/s \\| ${worst.limit_rows_per_s.toFixed(1)} rows/s`));
 
   assert.deepEqual(b.scaling.map((s) => s.devices), ['cpu', 'cpu,cpu']);
   for (const s of b.scaling) checkRun(s, `scaling ${s.devices}`);

@@ -24,6 +24,12 @@ test('metrics count rows by outcome and report device work', async () => {
     assert.match(text, /^pairpref_rows_total\{outcome="error_3"\} 1$/m);
     assert.match(text, /^pairpref_row_latency_seconds_count 6$/m);
     assert.match(text, /^pairpref_device_padded_tokens\{device="cpu"\} [1-9]\d*$/m);
+    // Per-device work (what `pairpref bench` reads for busy shares): the 5 good rows ran on cpu.
+    assert.match(text, /^pairpref_device_rows\{device="cpu"\} 5$/m);
+    assert.match(text, /^pairpref_device_batches\{device="cpu"\} [1-5]$/m);
+    assert.match(text, /^pairpref_device_tokens\{device="cpu"\} [1-9]\d*$/m);
+    const busy = /^pairpref_device_busy_seconds\{device="cpu"\} (\S+)$/m.exec(text);
+    assert.ok(busy && Number(busy[1]) > 0, `busy seconds reported: ${busy?.[1]}`);
     assert.equal((await fetch(`http://127.0.0.1:${server.metricsPort}/other`)).status, 404);
   } finally {
     client.close();

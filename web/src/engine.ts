@@ -166,7 +166,7 @@ export async function loadEngine(opts: EngineOptions): Promise<Engine> {
     const feeds: Record<string, ort.Tensor> = { [config.inputs.input_ids]: new ort.Tensor('int64', b.inputIds, dims) };
     if (config.inputs.attention_mask) feeds[config.inputs.attention_mask] = new ort.Tensor('int64', b.attentionMask, dims);
     if (config.features && b.features) feeds[config.features.input] = new ort.Tensor('float32', b.features, [b.batchSize, b.numFeatures]);
-    const out = (await session.run(feeds))[config.head.output];
+    const out = (await session.run(feeds, [config.head.output]))[config.head.output];
     if (!out) throw new Error(`the model returned no "${config.head.output}" output`);
     const data = out.data as Float32Array;
     const probs = config.head.kind === 'seq-cls' ? probsFromSeqCls(data, b.batchSize) : probsFromLabelTokens(data, out.dims, b.lastIndex, config.head.token_ids);

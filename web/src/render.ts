@@ -1,5 +1,7 @@
 // Result cards: the predicted winner first, then A / B / tie as labelled bars, then the details
 // (tokens, latency, provider). Plain DOM, no framework.
+import { argmax3 } from '../../client/metrics.ts';
+import type { Probs } from '../../core/postprocess.ts';
 import type { ScoredRow } from './engine.ts';
 
 const LABELS = [
@@ -8,14 +10,8 @@ const LABELS = [
   { key: 'tie', name: 'Tie', cls: 'tie' },
 ] as const;
 
-function winnerIndex(p: readonly number[]): number {
-  let best = 0;
-  for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
-  return best;
-}
-
-export function winnerText(p: readonly number[]): string {
-  const w = winnerIndex(p);
+function winnerText(p: Probs): string {
+  const w = argmax3(p);
   return w === 2 ? 'Tie' : `${LABELS[w]!.name} wins`;
 }
 
@@ -29,7 +25,7 @@ function span(cls: string, text: string): HTMLSpanElement {
   return s;
 }
 
-export function renderRow(r: ScoredRow, index: number): HTMLLIElement {
+function renderRow(r: ScoredRow, index: number): HTMLLIElement {
   const li = document.createElement('li');
   li.className = 'result';
   li.dataset['id'] = r.id;
@@ -43,7 +39,7 @@ export function renderRow(r: ScoredRow, index: number): HTMLLIElement {
     return li;
   }
   const p = r.probs;
-  const w = winnerIndex(p);
+  const w = argmax3(p);
   head.append(span(`verdict verdict-${LABELS[w]!.cls}`, winnerText(p)));
   const bars = document.createElement('div');
   bars.className = 'bars';
@@ -75,7 +71,7 @@ export function renderResults(list: HTMLElement, rows: readonly ScoredRow[]): vo
 export function summaryText(rows: readonly ScoredRow[], total: number): string {
   const ok = rows.filter((r) => r.probs !== null);
   const counts = [0, 0, 0];
-  for (const r of ok) counts[winnerIndex(r.probs!)]!++;
+  for (const r of ok) counts[argmax3(r.probs!)]!++;
   const failed = rows.length - ok.length;
   const parts = [`${rows.length} of ${total} rows`, `A wins ${counts[0]}`, `B wins ${counts[1]}`, `tie ${counts[2]}`];
   if (failed > 0) parts.push(`${failed} not scored`);
