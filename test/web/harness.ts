@@ -99,7 +99,8 @@ export async function openPage(context: BrowserContext, url: string): Promise<{ 
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    // The resource URL is not in a failed load's console text, so it is appended for the filter in the tests.
+    if (m.type() === 'error') errors.push(`console: ${m.text()} (${m.location().url})`);
   });
   await page.goto(url);
   await page.waitForFunction(() => window.pairpref !== undefined, undefined, { timeout: 30_000 });
