@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncodedRow } from '../core/types.ts';
-import { PYTHON } from '../training/python.ts';
+import { PYTHON, pythonEnv } from '../training/python.ts';
 import { REPO_ROOT } from './processes.ts';
 
 
@@ -46,6 +46,7 @@ export async function runTorchPeer(ckpt: string, rows: readonly EncodedRow[], pa
   writeFileSync(rowsFile, JSON.stringify({ pad_id: padId, rows: rows.map((r) => ({ ids: Array.from(r.ids), features: r.features ? Array.from(r.features) : null })) }));
   const child = spawn(PYTHON, [join(REPO_ROOT, 'bench/torch_peer.py'), '--ckpt', ...ckpt.split(','), '--rows', rowsFile, '--threads', String(threads)], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: pythonEnv(), // the peer at its best settings: tcmalloc like training
   });
   let out = '';
   let err = '';

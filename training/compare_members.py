@@ -4,7 +4,7 @@ shard sets must hold the same dev rows. A research aid for choosing what to ship
 own evaluation (through core/ + onnxruntime) is the number of record.
 
 usage: /usr/bin/python3 training/compare_members.py RUN_DIR/model0.pt[:SHARDS_DIR] ... [--threads 2]
-  SHARDS_DIR defaults to the checkpoint's directory + /shards. Dev probabilities are cached as
+  SHARDS_DIR defaults to <checkpoint dir>/shards-<its max_length>. Dev probabilities are cached as
   <checkpoint>.dev.npy. Also prints the loss on the dev rows that train.py did not use to pick
   checkpoints (train.py scores 1,000 evenly spaced dev rows for that).
 """
@@ -46,7 +46,9 @@ def main():
     probs, labels, dev_ids = {}, None, None
     for spec in args.members:
         ckpt, _, shard_dir = spec.partition(':')
-        shard_dir = shard_dir or os.path.join(os.path.dirname(ckpt), 'shards')
+        if not shard_dir:  # the pipeline's layout: <work>/shards-<max_length>
+            max_len = torch.load(ckpt)['config']['max_len']
+            shard_dir = os.path.join(os.path.dirname(ckpt), f'shards-{max_len}')
         ids = json.load(open(os.path.join(shard_dir, 'dev.meta.json')))['ids']
         if dev_ids is not None and ids != dev_ids:
             sys.exit(f'{shard_dir}: dev rows differ from the first member\'s shards')

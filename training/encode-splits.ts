@@ -32,6 +32,8 @@ export async function encodeSplits(opts: {
   bundleDir: string;
   shardDir: string;
   maxLength: number;
+  /** Write preference.json (with this max_length) into bundleDir. */
+  writePreference: boolean;
   name: string;
   version: string;
   splits: readonly SplitSpec[];
@@ -39,7 +41,7 @@ export async function encodeSplits(opts: {
 }): Promise<{ config: PreferenceConfig; metas: ShardMeta[] }> {
   const tokJson = JSON.parse(readFileSync(join(opts.bundleDir, 'tokenizer.json'), 'utf8')) as TokenizerJsonLike;
   const pref = preferenceJson(tokJson, { name: opts.name, version: opts.version, maxLength: opts.maxLength });
-  writeFileSync(join(opts.bundleDir, 'preference.json'), JSON.stringify(pref, null, 2) + '\n');
+  if (opts.writePreference) writeFileSync(join(opts.bundleDir, 'preference.json'), JSON.stringify(pref, null, 2) + '\n');
   const config = resolvePreferenceConfig(pref);
   const pre = createPreprocessor(config, memoTokenizer(createTokenizer(tokJson)));
   const featureCount = config.features?.names.length ?? 0;

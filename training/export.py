@@ -1,14 +1,16 @@
 """Exports PairPref checkpoints to one ONNX graph (opset 17, dynamic batch and sequence axes) and
 writes PyTorch reference logits for the first N dev rows, for the onnxruntime parity check in TS.
 Several checkpoints become an ensemble inside the graph: logits = log(mean of member softmaxes),
-so the served softmax is the average of the members' probabilities.
+so the served softmax is the average of the members' probabilities. Members may be trained at
+different max_lengths: the graph takes the longest (the bundle's preference.json) and re-truncates it
+for the others (model.BudgetView); --view-shards DIR checks that against core/'s own shorter shards.
 
 With --fp16-weights the weights are rounded to float16 first (in PyTorch too, so the reference
 logits are those of the shipped weights) and stored as float16 initializers, each behind a Cast to
 float32 that onnxruntime folds away at session load: half the download, float32 compute.
 
-usage: export.py --ckpt A.pt [B.pt ...] --shards DIR --onnx OUT.onnx --reference OUT.json [--rows 256]
-                 [--fp16-weights]
+usage: export.py --ckpt A.pt [B.pt ...] --shards DIR [--view-shards DIR ...] --onnx OUT.onnx
+                 --reference OUT.json [--rows 256] [--fp16-weights]
 """
 import argparse
 import json
@@ -19,20 +21,54 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import PairPref, count_params  # noqa: E402
+from model import BudgetView, PairPref, count_params  # noqa: E402
 from shards import Split, load_inputs, make_batch  # noqa: E402
 
 
+class FullView(torch.nn.Module):
+    def forward(self, input_ids, attention_mask):
+        return input_ids, attention_mask
+
+
 class Ensemble(torch.nn.Module):
+    """Input rows are encoded at the longest member's max_length; shorter members see BudgetView's cut."""
+
     def __init__(self, members):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
+        self.max_length = max(m.max_len for m in members)
+        self.views = torch.nn.ModuleList(
+            [BudgetView(m.segments, m.max_len) if m.max_len < self.max_length else FullView() for m in members])
 
     def forward(self, input_ids, attention_mask, features=None):
-        if len(self.members) == 1:
-            return self.members[0](input_ids, attention_mask, features)
-        probs = [torch.softmax(m(input_ids, attention_mask, features), -1) for m in self.members]
-        return torch.log(torch.stack(probs, 0).mean(0))
+        logits = [m(*view(input_ids, attention_mask), features) for m, view in zip(self.members, self.views)]
+        if len(logits) == 1:
+            return logits[0]
+        return torch.log(torch.stack([torch.softmax(x, -1) for x in logits], 0).mean(0))
+
+
+@torch.no_grad()
+def check_view(long_dir, short_dir, batch=128):
+    """BudgetView of the long shards' rows must equal core/'s rows at the short length, id for id."""
+    meta = load_inputs(short_dir)
+    view = BudgetView(meta['segments'], meta['max_length'])
+    pad_id = meta['segments']['pad']
+    checked, mismatches = 0, 0
+    for split, swap in (('dev', False), ('dev', True), ('train', False), ('train', True)):
+        if not os.path.exists(os.path.join(short_dir, split + ('.swap' if swap else '') + '.ids.i32')):
+            continue
+        long, short = Split(long_dir, split, swap), Split(short_dir, split, swap)
+        if long.n != short.n:
+            raise ValueError(f'{split}: {long.n} rows in {long_dir}, {short.n} in {short_dir}')
+        for s in range(0, long.n, batch):
+            part = range(s, min(long.n, s + batch))
+            ids, mask = view(*make_batch([long.row(i) for i in part], pad_id))
+            for j, i in enumerate(part):
+                want = short.row(i)
+                got = ids[j, :int(mask[j].sum())].numpy()
+                mismatches += int(len(got) != len(want) or not np.array_equal(got, want))
+            checked += len(part)
+    return {'view_max_length': meta['max_length'], 'rows': checked, 'mismatches': mismatches}
 
 
 def load_member(path):
@@ -90,7 +126,8 @@ def store_initializers_as_fp16(path, min_elements=FP16_MIN_ELEMENTS):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--ckpt', required=True, nargs='+')
-    ap.add_argument('--shards', required=True)
+    ap.add_argument('--shards', required=True, help='shards at the bundle\'s (longest) max_length')
+    ap.add_argument('--view-shards', action='append', default=[], help='shards at a shorter member length')
     ap.add_argument('--onnx', required=True)
     ap.add_argument('--reference', required=True)
     ap.add_argument('--rows', type=int, default=256)
@@ -101,9 +138,21 @@ def main():
 
     model = Ensemble([load_member(p) for p in args.ckpt])
     model.eval()
+    meta = load_inputs(args.shards)
+    if meta['max_length'] != model.max_length:
+        sys.exit(f'--shards are at max_length {meta["max_length"]}, the longest member at {model.max_length}')
+    checked = set()
+    for d in args.view_shards:
+        r = check_view(args.shards, d)
+        print(json.dumps(r), flush=True)
+        if r['mismatches'] or not r['rows']:
+            sys.exit(f'BudgetView does not reproduce {d}: {json.dumps(r)}')
+        checked.add(r['view_max_length'])
+    unchecked = {m.max_len for m in model.members if m.max_len < model.max_length} - checked
+    if unchecked:
+        sys.exit(f'members at max_length {sorted(unchecked)} need --view-shards at that length')
     if args.fp16_weights:
         round_weights_to_fp16(model)
-    meta = load_inputs(args.shards)
     pad_id = meta['segments']['pad']
     dev = Split(args.shards, 'dev')
     has_feats = dev.feats.shape[1] > 0

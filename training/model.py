@@ -21,6 +21,7 @@ class Block(nn.Module):
     def __init__(self, d, heads, ffn, dropout):
         super().__init__()
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(d // heads)
         self.ln1 = nn.LayerNorm(d)
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
@@ -29,11 +30,15 @@ class Block(nn.Module):
         self.ff2 = nn.Linear(ffn, d)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, bias):
+    def forward(self, x, qx, kx, keymask):
         b, t, d = x.shape
         h = self.heads
         q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(d // h)) + bias, dim=-1)
+        # The segment bias rides along as 3 extra dims of q and k (qx . kx = bias), so no
+        # [b, heads, t, t] bias tensor is built: that tensor and its backward dominated training time.
+        q = torch.cat([q * self.scale, qx], -1)
+        k = torch.cat([k, kx.expand(b, h, t, kx.shape[-1])], -1)
+        att = torch.softmax(q @ k.transpose(-1, -2) + keymask, dim=-1)
         y = (att @ v).transpose(1, 2).reshape(b, t, d)
         x = x + self.drop(self.out(y))
         return x + self.drop(self.ff2(F.gelu(self.ff1(self.ln2(x)))))
@@ -44,6 +49,7 @@ class PairPref(nn.Module):
                  d=128, layers=2, heads=4, ffn=256, max_len=512, dropout=0.1, head_hidden=128):
         super().__init__()
         self.heads = heads
+        self.segments = dict(segments)
         self.pad_id = segments['pad']
         self.a_id = segments['response_a']
         self.b_id = segments['response_b']
@@ -98,18 +104,18 @@ class PairPref(nn.Module):
         x = self.tok(ids) + self.pos(pos) + self.seg(in_resp.to(torch.int64))
         x = self.drop(x)
 
-        # Relative segment type for (query i, key j).
-        kp = in_p[:, None, :]
-        same = in_a[:, :, None] * in_a[:, None, :] + in_b[:, :, None] * in_b[:, None, :]
-        q_resp = in_resp[:, :, None]
-        k_resp = in_resp[:, None, :]
-        rel = (1 - kp) * (q_resp * (1 + (1 - same)) + (1 - q_resp) * 3) + kp * 0
-        rel = rel.to(torch.int64)  # [b, t, t]
-        relb = self.rel(rel).permute(0, 3, 1, 2)  # [b, heads*layers, t, t]
+        # Relative segment bias for (query i, key j): rel[0] if the key is in the prompt, else rel[1] if
+        # query and key are in the same response, rel[2] if in different responses, rel[3] if the query
+        # is in the prompt. Written as qx . kx with kx the key's one-hot segment (prompt, a, b).
+        kx = torch.stack([in_p, in_a, in_b], -1)[:, None]  # [b, 1, t, 3]
+        qa, qb, qp = in_a[:, None, :, None], in_b[:, None, :, None], in_p[:, None, :, None]
         keymask = (1.0 - mask)[:, None, None, :] * NEG
         h = self.heads
         for i, blk in enumerate(self.blocks):
-            x = blk(x, relb[:, i * h:(i + 1) * h] + keymask)
+            w = self.rel.weight[:, i * h:(i + 1) * h, None, None]  # [4, h, 1, 1]
+            qx = torch.cat([w[0].expand(b, h, t, 1), qa * w[1] + qb * w[2] + qp * w[3],
+                            qb * w[1] + qa * w[2] + qp * w[3]], -1)  # [b, h, t, 3]
+            x = blk(x, qx, kx, keymask)
         x = self.ln(x)
 
         def pool(w):
@@ -128,6 +134,56 @@ class PairPref(nn.Module):
         lb = self.side(torch.cat([hb, ha, hp, hb * ha, fb_view], 1))
         lt = self.tie(torch.cat([ha + hb, torch.abs(ha - hb), hp, ha * hb, f_sym, f_asym], 1))
         return torch.cat([la, lb, lt], 1)
+
+
+class BudgetView(nn.Module):
+    """core/'s budget truncation to a shorter max_length, applied in the graph to rows that core/
+    already budget-truncated to a longer one, so one served encoding feeds members trained at
+    different lengths.
+
+    Budget mode keeps each part's first tokens: of avail = max_length - 5 content tokens (BOS, EOS
+    and three markers are the rest) the prompt gets at most avail // 4, response A at most half of
+    what the prompt left, B the remainder. Each cap at the shorter length is below the one at the
+    longer length, so the parts' lengths in the longer row determine the shorter row exactly;
+    export.py checks the result against shards encoded by core/ at the shorter length.
+    """
+
+    def __init__(self, segments, max_length):
+        super().__init__()
+        self.max_length = max_length
+        self.avail = max_length - 5
+        self.pad_id, self.prompt_id = segments['pad'], segments['prompt']
+        self.a_id, self.b_id = segments['response_a'], segments['response_b']
+
+    def forward(self, ids, attention_mask):
+        t = ids.shape[1]
+        m = attention_mask > 0
+        pos = torch.cumsum(torch.ones_like(ids), 1) - 1
+        n = attention_mask.to(torch.int64).sum(1, keepdim=True)
+        marker = (ids == self.prompt_id) | (ids == self.a_id) | (ids == self.b_id)
+        special = (pos == 0) | (pos == n - 1) | marker  # BOS, EOS, markers: always kept
+        content = m & ~special
+        in_b = torch.cumsum((ids == self.b_id).to(torch.int64), 1) > 0
+        in_a = (torch.cumsum((ids == self.a_id).to(torch.int64), 1) > 0) & ~in_b
+        cp, ca, cb = content & ~(in_a | in_b), content & in_a, content & in_b
+        lp, la, lb = [c.to(torch.int64).sum(1, keepdim=True) for c in (cp, ca, cb)]
+        cap_p = torch.minimum(lp, torch.full_like(lp, self.avail // 4))
+        cap_a = torch.minimum(la, torch.div(self.avail - cap_p, 2, rounding_mode='floor'))
+        cap_b = torch.minimum(lb, self.avail - cap_p - cap_a)
+
+        def first(c, cap):
+            return c & (torch.cumsum(c.to(torch.int64), 1) <= cap)
+
+        keep = (m & special) | first(cp, cap_p) | first(ca, cap_a) | first(cb, cap_b)
+        kept = torch.cumsum(keep.to(torch.int64), 1)  # [b, t]
+        slot = torch.arange(self.max_length, dtype=torch.int64)
+        # Slot j takes the (j+1)-th kept token, at the position where fewer than j+1 tokens were kept so far.
+        src = (kept[:, None, :] <= slot[None, :, None]).to(torch.int64).sum(-1)  # [b, max_length]
+        out_mask = slot[None, :] < kept[:, -1:]
+        src = torch.where(out_mask, src, torch.zeros_like(src))  # empty slots point at a valid position
+        out = torch.where(out_mask, torch.gather(ids, 1, src), torch.full_like(src, self.pad_id))
+        # A batch shorter than max_length stays that short: no row keeps more tokens than it has.
+        return out[:, :t], out_mask[:, :t].to(attention_mask.dtype)
 
 
 def count_params(model):

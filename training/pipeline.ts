@@ -18,7 +18,6 @@ export interface PipelineOptions {
   readonly out: string;
   readonly work: string;
   readonly vocab: number;
-  readonly maxLength: number;
   readonly trainLimit?: number;
   readonly devLimit?: number;
   readonly hhLimit?: number;
@@ -29,9 +28,13 @@ export interface PipelineOptions {
   readonly ffn: number;
   readonly batch: number;
   readonly dropout: number;
-  /** Models trained with seeds seed, seed+1, ...; exported as one graph averaging their probabilities. */
-  readonly members: number;
-  /** Store weights as float16 in model.onnx (float32 compute): half the bundle; 6.4e-5 max |dp| on the shipped pair. */
+  /**
+   * The ensemble: each member is trained on its own shards (budget truncation at its max_length)
+   * with its seed; the graph averages their probabilities. The bundle serves the longest view and
+   * the graph re-truncates it for shorter members (export.py checks this gives the shards' ids).
+   */
+  readonly members: readonly MemberSpec[];
+  /** Store weights as float16 in model.onnx (float32 compute): half the bundle; max |dp| 6.4e-5 from float32 on the shipped members. */
   readonly fp16Weights: boolean;
   /** Skip training a member whose checkpoint was made from identical shards and arguments. */
   readonly resume?: boolean;
@@ -39,16 +42,20 @@ export interface PipelineOptions {
   readonly devEvalRows: number;
   readonly evalsPerEpoch: number;
   readonly maxMinutes: number;
-  readonly seed: number;
   readonly tokenizerParityRows: number;
   readonly goldenRows: number;
   readonly name: string;
   readonly version: string;
 }
 
+export interface MemberSpec {
+  readonly maxLength: number;
+  readonly seed: number;
+}
+
 export const SMOKE: Partial<PipelineOptions> = {
-  vocab: 600, maxLength: 96, trainLimit: 200, devLimit: 48, hhLimit: 16, epochs: 1, d: 16, layers: 1, heads: 2, ffn: 32,
-  batch: 16, members: 2, fp16Weights: true, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
+  vocab: 600, trainLimit: 200, devLimit: 48, hhLimit: 16, epochs: 1, d: 16, layers: 1, heads: 2, ffn: 32,
+  batch: 16, members: [{ maxLength: 96, seed: 1234 }, { maxLength: 64, seed: 1235 }], fp16Weights: true, devEvalRows: 32, evalsPerEpoch: 1, tokenizerParityRows: 20, goldenRows: 4,
 };
 
 export const FULL: PipelineOptions = {
@@ -56,7 +63,6 @@ export const FULL: PipelineOptions = {
   out: 'models/default',
   work: 'training/out/run',
   vocab: 16000,
-  maxLength: 256,
   epochs: 1,
   d: 128,
   layers: 1,
@@ -64,17 +70,18 @@ export const FULL: PipelineOptions = {
   ffn: 256,
   batch: 32,
   dropout: 0.15,
-  members: 2,
-  fp16Weights: false,
+  // The 256-token seeds are the two members of the earlier 256-only bundle (MODEL_CARD "Tried").
+  members: [{ maxLength: 512, seed: 1234 }, { maxLength: 256, seed: 1234 }, { maxLength: 256, seed: 1235 }],
+  // Three members in float32 are about 29 MB, over the 25 MB bundle limit; float16 storage halves that.
+  fp16Weights: true,
   lr: 1e-3,
   devEvalRows: 1000,
   evalsPerEpoch: 4,
-  maxMinutes: 30,
-  seed: 1234,
+  maxMinutes: 45,
   tokenizerParityRows: 100,
   goldenRows: 8,
   name: 'pairpref-default',
-  version: '1.0.0',
+  version: '2.0.0',
 };
 
 export interface PipelineResult {
@@ -89,6 +96,14 @@ export interface PipelineResult {
   readonly training: readonly MemberSummary[];
   /** Members taken from an earlier run by --resume; their training time is in training[m].train_minutes. */
   readonly reused_members: readonly number[];
+  /** export.py's check that the graph's re-truncation for each shorter member equals core/'s shards. */
+  readonly views: readonly ViewCheck[];
+}
+
+interface ViewCheck {
+  readonly view_max_length: number;
+  readonly rows: number;
+  readonly mismatches: number;
 }
 
 /** The parts of train.py's model<m>.json the pipeline reads. */
@@ -112,9 +127,12 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   const devCsv = csv('alpaca-pairs-dev.csv.gz');
   const hhCsv = csv('hh-harmless-test.csv.gz');
   for (const f of [trainCsv, devCsv]) if (!existsSync(f)) throw new Error(`missing data file ${f}`);
-  const shardDir = join(o.work, 'shards');
+  if (o.members.length === 0) throw new Error('no ensemble members');
+  const lengths = [...new Set(o.members.map((m) => m.maxLength))].sort((a, b) => a - b);
+  const maxLength = lengths[lengths.length - 1]!;
+  const shardDir = (len: number): string => join(o.work, `shards-${len}`);
   mkdirSync(o.out, { recursive: true });
-  mkdirSync(shardDir, { recursive: true });
+  for (const len of lengths) mkdirSync(shardDir(len), { recursive: true });
 
   // 1. Tokenizer on the train split only, then JS-vs-native id parity.
   const corpus = join(o.work, 'corpus.txt');
@@ -133,35 +151,38 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   log(`[pipeline] tokenizer: ${vocab} ids from ${lines} texts; JS == native on ${tp.checked} strings`);
   mark('tokenizer');
 
-  // 2. preference.json + shards through core/.
-  await encodeSplits({
-    bundleDir: o.out,
-    shardDir,
-    maxLength: o.maxLength,
-    name: o.name,
-    version: o.version,
-    splits: [
-      { split: 'train', csv: trainCsv, ...(o.trainLimit === undefined ? {} : { limit: o.trainLimit }) },
-      { split: 'dev', csv: devCsv, ...(o.devLimit === undefined ? {} : { limit: o.devLimit }) },
-    ],
-    log,
-  });
+  // 2. Shards through core/, one set per member length; the bundle's preference.json is the longest.
+  for (const len of lengths) {
+    await encodeSplits({
+      bundleDir: o.out,
+      shardDir: shardDir(len),
+      maxLength: len,
+      writePreference: len === maxLength,
+      name: o.name,
+      version: o.version,
+      splits: [
+        { split: 'train', csv: trainCsv, ...(o.trainLimit === undefined ? {} : { limit: o.trainLimit }) },
+        { split: 'dev', csv: devCsv, ...(o.devLimit === undefined ? {} : { limit: o.devLimit }) },
+      ],
+      log,
+    });
+  }
   mark('shards');
 
-  // 3. Train the ensemble members (same shards, different seeds).
-  const digest = shardsDigest(shardDir);
+  // 3. Train the ensemble members, each on the shards of its length.
+  const digests = new Map(lengths.map((len) => [len, shardsDigest(shardDir(len))]));
   const ckpts: string[] = [];
   const training: MemberSummary[] = [];
   const reused: number[] = [];
-  for (let m = 0; m < o.members; m++) {
+  for (const [m, member] of o.members.entries()) {
     const ckpt = join(o.work, `model${m}.pt`);
     const args = [
-      '--shards', shardDir, '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
+      '--shards', shardDir(member.maxLength), '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
       '--dropout', String(o.dropout), '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads),
       '--ffn', String(o.ffn), '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
-      '--max-minutes', String(o.maxMinutes), '--seed', String(o.seed + m),
+      '--max-minutes', String(o.maxMinutes), '--seed', String(member.seed),
     ];
-    const stamp = { trainArgs: args, shards: digest };
+    const stamp = { trainArgs: args, shards: digests.get(member.maxLength)! };
     if (o.resume && canReuseMember(o.work, m, stamp)) {
       log(`[pipeline] member ${m}: reusing ${ckpt} (same shards and arguments)`);
       reused.push(m);
@@ -177,8 +198,13 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
 
   // 4. Export + 5. parity with onnxruntime-node on 256 dev rows re-encoded through core/.
   const refPath = join(o.work, 'reference.json');
-  await runPython('export.py', ['--ckpt', ...ckpts, '--shards', shardDir, '--onnx', join(o.out, 'model.onnx'),
-    '--reference', refPath, '--rows', '256', ...(o.fp16Weights ? ['--fp16-weights'] : [])], (l) => log(`  ${l}`));
+  const views: ViewCheck[] = [];
+  await runPython('export.py', ['--ckpt', ...ckpts, '--shards', shardDir(maxLength),
+    ...lengths.filter((len) => len < maxLength).flatMap((len) => ['--view-shards', shardDir(len)]), '--onnx', join(o.out, 'model.onnx'),
+    '--reference', refPath, '--rows', '256', ...(o.fp16Weights ? ['--fp16-weights'] : [])], (l) => {
+    log(`  ${l}`);
+    if (l.startsWith('{"view_max_length"')) views.push(JSON.parse(l) as ViewCheck);
+  });
   const reference = (JSON.parse(readFileSync(refPath, 'utf8')) as { rows: ReferenceRow[] }).rows;
   const bundle = await loadBundle(o.out);
   const parity = await checkParity(bundle, devCsv, reference);
@@ -220,6 +246,7 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
     params: training.reduce((n, t) => n + t.params, 0),
     training,
     reused_members: reused,
+    views,
   };
   writeFileSync(join(o.work, 'metrics.json'), JSON.stringify({ options: o, ...result }, null, 2) + '\n');
   copyFileSync(join(o.work, 'metrics.json'), join(o.out, 'metrics.json'));
@@ -243,10 +270,16 @@ function cli(): PipelineOptions {
       members: { type: 'string' },
       resume: { type: 'boolean', default: false },
       'fp16-weights': { type: 'boolean', default: false },
+      'fp32-weights': { type: 'boolean', default: false },
     },
   });
   const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
   const base: PipelineOptions = values.smoke ? { ...FULL, ...SMOKE, out: 'training/out/smoke', work: 'training/out/smoke-work' } : FULL;
+  // --members N keeps the first N members; --max-length L trains every member at L tokens.
+  const maxLength = num(values['max-length']);
+  const members = base.members
+    .slice(0, num(values.members) ?? base.members.length)
+    .map((m) => (maxLength === undefined ? m : { ...m, maxLength }));
   const pick = <K extends keyof PipelineOptions>(k: K, v: PipelineOptions[K] | undefined): Partial<PipelineOptions> =>
     v === undefined ? {} : { [k]: v };
   return {
@@ -257,12 +290,12 @@ function cli(): PipelineOptions {
     ...pick('epochs', num(values.epochs)),
     ...pick('maxMinutes', num(values['max-minutes'])),
     ...pick('trainLimit', num(values['train-limit'])),
-    ...pick('maxLength', num(values['max-length'])),
     ...pick('d', num(values.d)),
     ...pick('layers', num(values.layers)),
-    ...pick('members', num(values.members)),
+    members,
     ...(values.resume ? { resume: true } : {}),
     ...(values['fp16-weights'] ? { fp16Weights: true } : {}),
+    ...(values['fp32-weights'] ? { fp16Weights: false } : {}),
   };
 }
 

@@ -4,12 +4,13 @@
 // torch and onnx: without them this test fails and names the apt-get packages.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FULL, SMOKE, runPipeline } from '../../training/pipeline.ts';
 import { loadBundle } from '../../training/onnx-eval.ts';
 import { readArenaCsv, swapRow } from '../../training/arena-csv.ts';
+import { runPython } from '../../training/python.ts';
 
 const DATA = '../shared/data';
 const hasData = existsSync(join(DATA, 'alpaca-pairs-train.csv.gz'));
@@ -31,6 +32,12 @@ test('training pipeline runs end to end on ~200 rows and the exported bundle ser
     assert.equal(result.parity.id_mismatches, 0);
     assert.ok(result.parity.max_abs_diff <= 1e-4, `ONNX vs PyTorch ${result.parity.max_abs_diff}`);
     assert.equal(result.dev.rows, SMOKE.devLimit);
+    // Members at 96 and 64 tokens: the bundle serves 96, and the graph's cut to 64 gave exactly
+    // core/'s 64-token ids on every train and dev row, in both orientations.
+    const lengths = SMOKE.members!.map((m) => m.maxLength);
+    assert.deepEqual(lengths, [96, 64]);
+    assert.equal(JSON.parse(readFileSync(join(out, 'preference.json'), 'utf8')).truncation.max_length, 96);
+    assert.deepEqual(result.views, [{ view_max_length: 64, rows: 2 * (SMOKE.trainLimit! + SMOKE.devLimit!), mismatches: 0 }]);
     assert.ok(Number.isFinite(result.dev.log_loss) && result.dev.log_loss > 0);
 
     const bundle = await loadBundle(out, { threads: 1 });
@@ -65,6 +72,20 @@ test('training pipeline runs end to end on ~200 rows and the exported bundle ser
     assert.ok(!again.some((l) => l.includes('[member ')), 'a member was retrained on resume');
     const golden2 = JSON.parse(readFileSync(join(out, 'golden.json'), 'utf8')) as typeof golden;
     assert.deepEqual(golden2.rows.map((r) => r.probs), golden.rows.map((r) => r.probs));
+
+    // The view check can fail: one changed id in core/'s 64-token dev shard stops the export.
+    const work = join(root, 'work');
+    const shard = join(work, 'shards-64', 'dev.ids.i32');
+    const ids = new Int32Array(readFileSync(shard).buffer.slice(0));
+    ids[10] = (ids[10]! + 1) % 600;
+    writeFileSync(shard, Buffer.from(ids.buffer));
+    const failed: string[] = [];
+    await assert.rejects(
+      runPython('export.py', ['--ckpt', join(work, 'model0.pt'), join(work, 'model1.pt'), '--shards', join(work, 'shards-96'),
+        '--view-shards', join(work, 'shards-64'), '--onnx', join(root, 'x.onnx'), '--reference', join(root, 'x.json')], (l) => failed.push(l)),
+      /export\.py exited with 1/,
+    );
+    assert.ok(failed.some((l) => /BudgetView does not reproduce .*"mismatches": 1\b/.test(l)), failed.join('\n'));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
