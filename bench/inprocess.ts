@@ -5,6 +5,7 @@ import { padBatch, type PaddedBatch } from '../core/batch.ts';
 import type { PreferenceConfig } from '../core/types.ts';
 import type { PlannedBatch } from './batches.ts';
 import { sessionOptions, type GraphOptLevel } from '../server/backends/session-options.ts';
+import { inputNames, ortFeeds } from '../server/backends/ort-feeds.ts';
 import { resolveDevices } from '../server/devices.ts';
 
 export type { GraphOptLevel };
@@ -33,11 +34,7 @@ function materialize(b: PlannedBatch, config: PreferenceConfig): PaddedBatch {
 }
 
 export function feeds(p: PaddedBatch, config: PreferenceConfig): Record<string, ort.Tensor> {
-  const dims = [p.batchSize, p.seqLen];
-  const f: Record<string, ort.Tensor> = { [config.inputs.input_ids]: new ort.Tensor('int64', p.inputIds, dims) };
-  if (config.inputs.attention_mask) f[config.inputs.attention_mask] = new ort.Tensor('int64', p.attentionMask, dims);
-  if (config.features && p.features) f[config.features.input] = new ort.Tensor('float32', p.features, [p.batchSize, p.numFeatures]);
-  return f;
+  return ortFeeds(p, inputNames(config));
 }
 
 export interface LoopResult {

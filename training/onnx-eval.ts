@@ -16,6 +16,9 @@ import {
 import { padBatch } from '../core/batch.ts';
 import { probsFromSeqCls, type Probs } from '../core/postprocess.ts';
 import { readArenaCsv, type LabelIndex } from './arena-csv.ts';
+import { argmax3, rowLogLoss } from '../client/metrics.ts';
+import { inputNames, ortFeeds } from '../server/backends/ort-feeds.ts';
+import { sessionOptions } from '../server/backends/session-options.ts';
 
 export interface LoadedBundle {
   readonly config: PreferenceConfig;
@@ -30,11 +33,11 @@ export async function loadBundle(dir: string, opts: { threads?: number } = {}): 
   const config = resolvePreferenceConfig(JSON.parse(readFileSync(join(dir, 'preference.json'), 'utf8')));
   const tokenizer = createTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')));
   const preprocessor = createPreprocessor(config, tokenizer);
-  const session = await ort.InferenceSession.create(join(dir, 'model.onnx'), {
-    intraOpNumThreads: opts.threads ?? 2,
-    interOpNumThreads: 1,
-    executionProviders: ['cpu'],
-  });
+  const cpu = { name: 'cpu', provider: 'cpu', deviceId: 0 } as const;
+  const session = await ort.InferenceSession.create(
+    join(dir, 'model.onnx'),
+    sessionOptions(cpu, opts.threads ?? 2) as ort.InferenceSession.SessionOptions,
+  );
   if (config.head.kind !== 'seq-cls') throw new Error('training bundles use a seq-cls head');
   const output = config.head.output;
   return {
@@ -43,17 +46,7 @@ export async function loadBundle(dir: string, opts: { threads?: number } = {}): 
     session,
     async score(rows) {
       const b = padBatch(rows, config.special_tokens);
-      const feeds: Record<string, ort.Tensor> = {
-        [config.inputs.input_ids]: new ort.Tensor('int64', b.inputIds, [b.batchSize, b.seqLen]),
-      };
-      if (config.inputs.attention_mask !== null) {
-        feeds[config.inputs.attention_mask] = new ort.Tensor('int64', b.attentionMask, [b.batchSize, b.seqLen]);
-      }
-      if (config.features !== null) {
-        if (!b.features) throw new Error('bundle declares features but rows carry none');
-        feeds[config.features.input] = new ort.Tensor('float32', b.features, [b.batchSize, b.numFeatures]);
-      }
-      const out = await session.run(feeds);
+      const out = await session.run(ortFeeds(b, inputNames(config)));
       const logits = out[output];
       if (!logits) throw new Error(`model has no output ${output}`);
       return probsFromSeqCls(logits.data as Float32Array, b.batchSize);
@@ -103,8 +96,8 @@ export async function evaluateCsv(bundle: LoadedBundle, csv: string, limit = Inf
   let sym = 0;
   labels.forEach((y, i) => {
     const pi = p[i]!;
-    nll -= Math.log(Math.max(pi[y], 1e-15));
-    if (pi.indexOf(Math.max(...pi)) === y) correct++;
+    nll += rowLogLoss(pi, y); // the same clipping as pairpref eval
+    if (argmax3(pi) === y) correct++;
     sym += Math.abs(pi[0] - q[i]![1]);
   });
   const n = labels.length;

@@ -3,7 +3,8 @@
 // event loop free and lets several devices compute at the same time.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import type { FeedNames, GraphValue } from './runner.ts';
+import { ortFeeds } from './ort-feeds.ts';
+import type { GraphValue } from './runner.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 const port = parentPort;
@@ -31,16 +32,6 @@ try {
   process.exit(0);
 }
 
-function feeds(req: Extract<WorkerRequest, { type: 'run' }>, names: FeedNames): Record<string, ort.Tensor> {
-  const dims = [req.batchSize, req.seqLen];
-  const out: Record<string, ort.Tensor> = { [names.inputIds]: new ort.Tensor('int64', req.inputIds, dims) };
-  if (names.attentionMask) out[names.attentionMask] = new ort.Tensor('int64', req.attentionMask, dims);
-  if (names.features && req.features) {
-    out[names.features] = new ort.Tensor('float32', req.features, [req.batchSize, req.numFeatures]);
-  }
-  return out;
-}
-
 port.on('message', async (req: WorkerRequest) => {
   if (req.type === 'close') {
     await session.release();
@@ -48,7 +39,7 @@ port.on('message', async (req: WorkerRequest) => {
     return;
   }
   try {
-    const result = await session.run(feeds(req, req.names), [req.names.output]);
+    const result = await session.run(ortFeeds(req, req.names), [req.names.output]);
     const t = result[req.names.output];
     if (!t || t.type !== 'float32') throw new Error(`output "${req.names.output}" is ${t ? t.type : 'missing'}, expected float32`);
     // Copy out of the session-owned buffer so it can be transferred.

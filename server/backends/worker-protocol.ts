@@ -1,4 +1,5 @@
 // Messages between the main thread (worker-runner.ts) and a device worker (device-worker.ts).
+import type { FeedBatch } from './ort-feeds.ts';
 import type { FeedNames, GraphSignature } from './runner.ts';
 
 export interface WorkerInit {
@@ -8,17 +9,7 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest =
-  | {
-      readonly type: 'run';
-      readonly seq: number;
-      readonly names: FeedNames;
-      readonly batchSize: number;
-      readonly seqLen: number;
-      readonly inputIds: BigInt64Array;
-      readonly attentionMask: BigInt64Array;
-      readonly features: Float32Array | null;
-      readonly numFeatures: number;
-    }
+  | ({ readonly type: 'run'; readonly seq: number; readonly names: FeedNames } & FeedBatch)
   | { readonly type: 'close' };
 
 export type WorkerReply =
