@@ -70,7 +70,7 @@ export const FULL: PipelineOptions = {
   ffn: 256,
   batch: 32,
   dropout: 0.15,
-  // The 256-token seeds are the two members of the earlier 256-only bundle (MODEL_CARD "Tried").
+  // The 256-token pair is the 1.0.0 bundle's; MODEL_CARD "Members and combinations" scores every subset.
   members: [{ maxLength: 512, seed: 1234 }, { maxLength: 256, seed: 1234 }, { maxLength: 256, seed: 1235 }],
   // Three members in float32 are about 29 MB, over the 25 MB bundle limit; float16 storage halves that.
   fp16Weights: true,
