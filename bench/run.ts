@@ -122,21 +122,32 @@ async function onnxProbs(session: ort.InferenceSession, bundle: Bundle, rows: re
   return probsFromSeqCls(out.data as Float32Array, rows.length);
 }
 
+/** Defaults of every sizing option, shared with `pairpref bench`'s flags. */
+export const BENCH_DEFAULTS = {
+  rows: 400,
+  clients: 8,
+  window: 32,
+  devices: ['cpu', 'cpu,cpu', 'webgpu'],
+  webgpuRows: 16,
+  naiveClients: 32,
+  peerRows: 150,
+} as const;
+
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const t0 = performance.now();
   const phase = o.onPhase ?? (() => {});
   const notes: string[] = [];
   const loadStart = loadavg().map((x) => round(x));
-  const clients = o.clients ?? 8;
-  const window = o.window ?? 32;
-  const nRows = o.rows ?? 400;
-  const scalingDevices = o.devices ?? ['cpu', 'cpu,cpu', 'webgpu'];
+  const clients = o.clients ?? BENCH_DEFAULTS.clients;
+  const window = o.window ?? BENCH_DEFAULTS.window;
+  const nRows = o.rows ?? BENCH_DEFAULTS.rows;
+  const scalingDevices = o.devices ?? BENCH_DEFAULTS.devices;
   const headline = scalingDevices[0]!;
   const cores = availableParallelism();
   // The limit runs with the headline server's threads per session; standalone peers get every core.
   const threads = defaultIntraOpThreads(resolveDevices(headline).devices);
-  const naiveClients = o.naiveClients ?? 32;
-  const peerRows = o.peerRows ?? 150;
+  const naiveClients = o.naiveClients ?? BENCH_DEFAULTS.naiveClients;
+  const peerRows = o.peerRows ?? BENCH_DEFAULTS.peerRows;
   const work = mkdtempSync(join(tmpdir(), 'pairpref-bench-'));
   const specFile = join(work, 'spec.json');
   const servers = new Set<Served>();
@@ -287,7 +298,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         const s = await serve(devices);
         const isGpuSoft = devices.includes('webgpu');
         const rowsFile = isGpuSoft ? join(work, 'webgpu.json') : wireFiles[0]!;
-        if (isGpuSoft) writeFileSync(rowsFile, JSON.stringify(inputs[0]!.rows.slice(0, o.webgpuRows ?? 16).map(comparisonToWire)));
+        if (isGpuSoft) writeFileSync(rowsFile, JSON.stringify(inputs[0]!.rows.slice(0, o.webgpuRows ?? BENCH_DEFAULTS.webgpuRows).map(comparisonToWire)));
         const spec: LoadSpec = isGpuSoft
           ? { address: s.address, mode: 'stream', clients: 2, window: 8, rowsFile, warmRows: 2, deadlineMs: 240_000 }
           : { address: s.address, mode: 'stream', clients, window, rowsFile, warmRows: clients, deadlineMs: 300_000 };
