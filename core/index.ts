@@ -16,3 +16,4 @@ export {
   swapFeatureValues,
 } from './features.ts';
 export { createPreprocessor, swapComparison, type Preprocessor } from './preprocess.ts';
+export { batchFeeds, inputNames, type FeedBatch, type InputNames, type TensorMaker } from './feeds.ts';

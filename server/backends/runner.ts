@@ -1,5 +1,6 @@
 // The contract between the scheduler and a model runtime: run one padded batch on one device.
 import type { PaddedBatch } from '../../core/batch.ts';
+import type { InputNames } from '../../core/feeds.ts';
 
 /** One execution target from --devices. */
 export interface DeviceSpec {
@@ -26,10 +27,8 @@ export interface GraphSignature {
 }
 
 /** Which graph inputs get which part of the batch, and which output to fetch. */
-export interface FeedNames {
-  readonly inputIds: string;
-  readonly attentionMask: string | null;
-  readonly features: string | null;
+/** The graph's input names (core/feeds.ts) and the output read back. */
+export interface FeedNames extends InputNames {
   readonly output: string;
 }
 

@@ -2,6 +2,7 @@
 // onnxruntime-web on WebGPU with a wasm fallback, small padded batches.
 import * as ort from 'onnxruntime-web/webgpu';
 import { padBatch } from '../../core/batch.ts';
+import { batchFeeds, inputNames, type TensorMaker } from '../../core/feeds.ts';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import { RowInputError } from '../../core/errors.ts';
 import { probsFromLabelTokens, probsFromSeqCls, type Probs } from '../../core/postprocess.ts';
@@ -130,6 +131,11 @@ async function createSession(model: Uint8Array, prefer: Provider): Promise<{ ses
   return { session, provider: 'wasm', fallbackReason };
 }
 
+const WEB_TENSORS: TensorMaker<ort.Tensor> = {
+  int64: (data: BigInt64Array, dims: readonly number[]) => new ort.Tensor('int64', data, dims),
+  float32: (data: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', data, dims),
+};
+
 export async function loadEngine(opts: EngineOptions): Promise<Engine> {
   const t0 = performance.now();
   const status = opts.onStatus ?? ((): void => {});
@@ -160,13 +166,10 @@ export async function loadEngine(opts: EngineOptions): Promise<Engine> {
     loadMs: performance.now() - t0,
   };
 
+  const names = inputNames(config);
   async function runBatch(rows: readonly EncodedRow[]): Promise<Probs[]> {
     const b = padBatch(rows, config.special_tokens);
-    const dims = [b.batchSize, b.seqLen];
-    const feeds: Record<string, ort.Tensor> = { [config.inputs.input_ids]: new ort.Tensor('int64', b.inputIds, dims) };
-    if (config.inputs.attention_mask) feeds[config.inputs.attention_mask] = new ort.Tensor('int64', b.attentionMask, dims);
-    if (config.features && b.features) feeds[config.features.input] = new ort.Tensor('float32', b.features, [b.batchSize, b.numFeatures]);
-    const out = (await session.run(feeds, [config.head.output]))[config.head.output];
+    const out = (await session.run(batchFeeds(b, names, WEB_TENSORS), [config.head.output]))[config.head.output];
     if (!out) throw new Error(`the model returned no "${config.head.output}" output`);
     const data = out.data as Float32Array;
     const probs = config.head.kind === 'seq-cls' ? probsFromSeqCls(data, b.batchSize) : probsFromLabelTokens(data, out.dims, b.lastIndex, config.head.token_ids);
