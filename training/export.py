@@ -25,23 +25,21 @@ from model import BudgetView, PairPref, count_params  # noqa: E402
 from shards import Split, load_inputs, make_batch  # noqa: E402
 
 
-class FullView(torch.nn.Module):
-    def forward(self, input_ids, attention_mask):
-        return input_ids, attention_mask
-
-
 class Ensemble(torch.nn.Module):
-    """Input rows are encoded at the longest member's max_length; shorter members see BudgetView's cut."""
+    """Input rows are encoded at the longest member's max_length; shorter members see BudgetView's cut,
+    made once per length however many members share it."""
 
     def __init__(self, members):
         super().__init__()
         self.members = torch.nn.ModuleList(members)
         self.max_length = max(m.max_len for m in members)
-        self.views = torch.nn.ModuleList(
-            [BudgetView(m.segments, m.max_len) if m.max_len < self.max_length else FullView() for m in members])
+        self.views = torch.nn.ModuleDict({str(n): BudgetView(m.segments, n) for m in members
+                                          if (n := m.max_len) < self.max_length})
 
     def forward(self, input_ids, attention_mask, features=None):
-        logits = [m(*view(input_ids, attention_mask), features) for m, view in zip(self.members, self.views)]
+        cut = {int(n): view(input_ids, attention_mask) for n, view in self.views.items()}
+        cut[self.max_length] = (input_ids, attention_mask)
+        logits = [m(*cut[m.max_len], features) for m in self.members]
         if len(logits) == 1:
             return logits[0]
         return torch.log(torch.stack([torch.softmax(x, -1) for x in logits], 0).mean(0))

@@ -17,6 +17,14 @@ import torch.nn.functional as F
 NEG = -1e4  # additive mask; large enough that exp() underflows to exactly 0 in float32
 
 
+def segment_masks(ids, a_id, b_id):
+    """Bool [b, t] masks (prompt, response a, response b) from the marker ids: everything from the
+    <|response_b|> marker on (EOS and padding included) is b, from <|response_a|> up to it is a."""
+    in_b = torch.cumsum((ids == b_id).to(torch.int64), 1) > 0
+    in_a = (torch.cumsum((ids == a_id).to(torch.int64), 1) > 0) & ~in_b
+    return ~(in_a | in_b), in_a, in_b
+
+
 class Block(nn.Module):
     def __init__(self, d, heads, ffn, dropout):
         super().__init__()
@@ -93,10 +101,7 @@ class PairPref(nn.Module):
         ids = input_ids
         mask = attention_mask.to(torch.float32)
         b, t = ids.shape
-        in_b = (torch.cumsum((ids == self.b_id).to(torch.int64), dim=1) > 0).to(torch.float32)
-        in_ab = (torch.cumsum((ids == self.a_id).to(torch.int64), dim=1) > 0).to(torch.float32)
-        in_a = in_ab * (1.0 - in_b)
-        in_p = (1.0 - torch.maximum(in_a, in_b))
+        in_p, in_a, in_b = [s.to(torch.float32) for s in segment_masks(ids, self.a_id, self.b_id)]
         # Positions from each segment's start, so a response sits at the same positions on either side.
         pos = in_p * (torch.cumsum(in_p, 1) - 1) + in_a * (torch.cumsum(in_a, 1) - 1) + in_b * (torch.cumsum(in_b, 1) - 1)
         pos = torch.clamp(pos, 0, self.max_len - 1).to(torch.int64)
@@ -163,9 +168,8 @@ class BudgetView(nn.Module):
         marker = (ids == self.prompt_id) | (ids == self.a_id) | (ids == self.b_id)
         special = (pos == 0) | (pos == n - 1) | marker  # BOS, EOS, markers: always kept
         content = m & ~special
-        in_b = torch.cumsum((ids == self.b_id).to(torch.int64), 1) > 0
-        in_a = (torch.cumsum((ids == self.a_id).to(torch.int64), 1) > 0) & ~in_b
-        cp, ca, cb = content & ~(in_a | in_b), content & in_a, content & in_b
+        in_p, in_a, in_b = segment_masks(ids, self.a_id, self.b_id)
+        cp, ca, cb = content & in_p, content & in_a, content & in_b
         lp, la, lb = [c.to(torch.int64).sum(1, keepdim=True) for c in (cp, ca, cb)]
         cap_p = torch.minimum(lp, torch.full_like(lp, self.avail // 4))
         cap_a = torch.minimum(la, torch.div(self.avail - cap_p, 2, rounding_mode='floor'))
