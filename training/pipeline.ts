@@ -152,6 +152,8 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   mark('tokenizer');
 
   // 2. Shards through core/, one set per member length; the bundle's preference.json is the longest.
+  // Each length is encoded by core/ itself rather than cut from the longest: shorter members train on
+  // the ids core/ produces, and those are what export.py checks the graph's own cut against.
   for (const len of lengths) {
     await encodeSplits({
       bundleDir: o.out,

@@ -21,7 +21,7 @@ const TCMALLOC = ['x86_64-linux-gnu', 'aarch64-linux-gnu']
 
 /** Environment for a PyTorch process: the caller's, plus tcmalloc preloaded when available. */
 export function pythonEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  if (!TCMALLOC || env.PAIRPREF_PYTHON_MALLOC === 'system') return env;
+  if (!TCMALLOC) return env;
   return { ...env, LD_PRELOAD: [TCMALLOC, env.LD_PRELOAD].filter(Boolean).join(':') };
 }
 
