@@ -1,7 +1,7 @@
 // How rows are grouped for the in-process comparisons: the server's length-sorted dynamic
 // batches under a padded-token budget, and the fixed max_length padding baseline.
 import type { EncodedRow } from '../core/types.ts';
-import type { BatchingOptions } from '../server/scheduler.ts';
+import type { BatchingOptions } from '../core/batch.ts';
 
 export interface PlannedBatch {
   readonly rows: readonly EncodedRow[];

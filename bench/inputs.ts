@@ -1,7 +1,7 @@
 // Benchmark inputs: rows of the real Arena-schema data in ../shared/data (never copied into the repo).
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { readRawRows } from '../client/arena-file.ts';
+import { readRawRows } from '../datasets/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
 
 export const DEFAULT_INPUTS = ['../shared/data/arena-hard-pairs.csv.gz', '../shared/data/alpaca-pairs-dev.csv.gz'];

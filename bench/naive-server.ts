@@ -4,12 +4,11 @@
 // prints `listening PORT` on stdout when ready; exits on SIGTERM or when stdin closes.
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
-import { padBatch } from '../core/batch.ts';
-import { probsFromLabelTokens, probsFromSeqCls } from '../core/postprocess.ts';
+import { runBatch } from '../core/run-batch.ts';
 import { PairwisePreferenceService, type PairwisePreferenceServer, type Prediction } from '../proto/gen/pairpref/v1/preference.ts';
-import { loadBundle } from '../server/bundle.ts';
-import { fromWire } from '../server/grpc-service.ts';
-import { createCpuSession, feeds } from './inprocess.ts';
+import { fromWire } from '../protocol/wire.ts';
+import { loadBundle } from '../runtime/node/index.ts';
+import { createCpuSession } from './inprocess.ts';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, threads: { type: 'string', default: '1' } } });
 const bundle = loadBundle(values.model ?? 'models/default');
@@ -18,10 +17,8 @@ const session = await createCpuSession(bundle.modelPath, Number(values.threads))
 
 async function predict(c: Parameters<typeof fromWire>[0]): Promise<Prediction> {
   const enc = bundle.preprocessor.encode(fromWire(c));
-  const b = padBatch([enc], config.special_tokens);
-  const out = (await session.run(feeds(b, config), [config.head.output]))[config.head.output]!;
-  const data = out.data as Float32Array;
-  const p = config.head.kind === 'seq-cls' ? probsFromSeqCls(data, 1)[0]! : probsFromLabelTokens(data, out.dims, b.lastIndex, config.head.token_ids)[0]!;
+  const [p] = await runBatch(session, config, [enc]);
+  if (!p) throw new Error('the model returned no row');
   return { id: c.id, winnerModelA: p[0], winnerModelB: p[1], winnerTie: p[2], numTokens: enc.ids.length, truncated: enc.truncated, error: undefined };
 }
 

@@ -3,17 +3,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import type { EncodedRow } from '../core/types.ts';
+import { DEFAULT_BATCHING } from '../core/batch.ts';
 import type { Probs } from '../core/postprocess.ts';
-import { probsFromSeqCls } from '../core/postprocess.ts';
-import { padBatch } from '../core/batch.ts';
-import { comparisonToWire } from '../client/rows.ts';
-import { loadBundle, type Bundle } from '../server/bundle.ts';
-import { DEFAULT_BATCHING } from '../server/scorer.ts';
-import { defaultIntraOpThreads, resolveDevices } from '../server/devices.ts';
-import { fixedBatches, paddedTokens, sortedBatches } from './batches.ts';
-import { createCpuSession, feeds, runBatches, runPrepared, prepare, warm, type GraphOptLevel } from './inprocess.ts';
+import type { EncodedRow, PreferenceConfig } from '../core/types.ts';
+import { comparisonToWire } from '../protocol/wire.ts';
+import { defaultIntraOpThreads, loadBundle, ORT_VERSION, resolveDevices, type NodeBundle } from '../runtime/node/index.ts';
+import { fixedBatches, paddedTokens, sortedBatches, type PlannedBatch } from './batches.ts';
+import { createCpuSession, prepare, probsOfRows, runBatches, runPreparedLoop, warm, type GraphOptLevel, type LoopResult, type NodeSession } from './inprocess.ts';
 import { DEFAULT_INPUTS, readInput, type InputSet } from './inputs.ts';
 import type { LoadResult, LoadSpec } from './loadgen.ts';
 import { runLoadgen, startNaive, startPairpref, type Served } from './processes.ts';
@@ -115,13 +111,6 @@ function maxAbsDiff(a: readonly (readonly number[])[], b: readonly Probs[]): num
   return m;
 }
 
-async function onnxProbs(session: ort.InferenceSession, bundle: Bundle, rows: readonly EncodedRow[]): Promise<Probs[]> {
-  const c = bundle.config;
-  const b = padBatch(rows, c.special_tokens);
-  const out = (await session.run(feeds(b, c), [c.head.output]))[c.head.output]!;
-  return probsFromSeqCls(out.data as Float32Array, rows.length);
-}
-
 /** Defaults of every sizing option, shared with `pairpref bench`'s flags. */
 export const BENCH_DEFAULTS = {
   rows: 400,
@@ -133,7 +122,34 @@ export const BENCH_DEFAULTS = {
   peerRows: 150,
 } as const;
 
-export async function runBench(o: BenchOptions): Promise<BenchResult> {
+/** What every step shares: the options and their resolved sizes, the work dir, the started servers. */
+interface BenchContext {
+  readonly o: BenchOptions;
+  readonly t0: number;
+  readonly phase: (phase: string) => void;
+  /** Notes for the report, in the order the steps find them. */
+  readonly notes: string[];
+  readonly loadStart: number[];
+  readonly clients: number;
+  readonly window: number;
+  readonly nRows: number;
+  readonly scalingDevices: readonly string[];
+  readonly headline: string;
+  readonly cores: number;
+  /** The headline server's threads per session (the limit runs with them). */
+  readonly threads: number;
+  readonly naiveClients: number;
+  readonly peerRows: number;
+  readonly work: string;
+  readonly specFile: string;
+  /** Every server still running: the `finally` of runBench stops what a failed step left behind. */
+  readonly servers: Set<Served>;
+  serve(devices: string, extra?: Partial<Parameters<typeof startPairpref>[0]>): Promise<Served>;
+  stop(s: Served): Promise<void>;
+}
+
+/** Resolves the sizes, creates the work dir and the serve/stop helpers (same order as before the try). */
+function createContext(o: BenchOptions): BenchContext {
   const t0 = performance.now();
   const phase = o.onPhase ?? (() => {});
   const notes: string[] = [];
@@ -161,239 +177,346 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     servers.delete(s);
     await s.stop();
   };
+  return { o, t0, phase, notes, loadStart, clients, window, nRows, scalingDevices, headline, cores, threads, naiveClients, peerRows, work, specFile, servers, serve, stop };
+}
 
+/** Writes rows as the wire JSON the load generator reads. */
+function writeWireRows(file: string, rows: InputSet['rows']): string {
+  writeFileSync(file, JSON.stringify(rows.map(comparisonToWire)));
+  return file;
+}
+
+interface Loaded {
+  readonly bundle: NodeBundle;
+  readonly cfg: PreferenceConfig;
+  readonly isFixture: boolean;
+  readonly inputs: InputSet[];
+  /** One wire JSON file per input, for the load generator. */
+  readonly wireFiles: string[];
+}
+
+/** Step 1: the bundle, the input rows and their wire files. */
+async function loadInputs(ctx: BenchContext): Promise<Loaded> {
+  ctx.phase('loading the bundle and the inputs');
+  const bundle = loadBundle(ctx.o.model);
+  const cfg = bundle.config;
+  const inputs: InputSet[] = await Promise.all((ctx.o.inputs ?? DEFAULT_INPUTS).map((p) => readInput(p, ctx.nRows)));
+  const wireFiles = inputs.map((inp, i) => writeWireRows(join(ctx.work, `rows-${i}.json`), inp.rows));
+  return { bundle, cfg, isFixture: cfg.name === 'fixture', inputs, wireFiles };
+}
+
+/** Step 2: single-thread tokenization speed per input (is tokenization a bottleneck?), keeping the encoded rows. */
+function measureTokenization(ctx: BenchContext, d: Loaded): { tokenization: BenchResult['tokenization']; encoded: EncodedRow[][] } {
+  ctx.phase('tokenizing on one thread (is tokenization a bottleneck?)');
+  const encoded: EncodedRow[][] = [];
+  const tokenization = d.inputs.map((inp) => {
+    const e0 = performance.now();
+    const enc = inp.rows.map((r) => d.bundle.preprocessor.encode(r));
+    const s = (performance.now() - e0) / 1000;
+    encoded.push(enc);
+    return {
+      input: inp.name,
+      rows_per_s: round(enc.length / s),
+      mean_tokens: round(enc.reduce((a, r) => a + r.ids.length, 0) / enc.length, 1),
+      truncated_share: round(enc.filter((r) => r.truncated).length / enc.length, 3),
+    };
+  });
+  return { tokenization, encoded };
+}
+
+interface LimitRuns {
+  readonly limitDevice: string;
+  /** Kept open for the tuning sweeps and the PyTorch cross-check; released by crossCheckProbs. */
+  readonly session: NodeSession;
+  /** One per input. */
+  readonly limits: LoopResult[];
+  /** The first input's rows: the fixed-padding comparison, the sweeps and the peers use them. */
+  readonly long: EncodedRow[];
+  readonly fixedPlan: PlannedBatch[];
+  readonly dynamicPlan: PlannedBatch[];
+  readonly fixed: LoopResult;
+  readonly dynamic: LoopResult;
+}
+
+/** Step 3: the limit (in-process session.run on prepared sorted batches) and the fixed-padding comparison. */
+async function measureLimit(ctx: BenchContext, d: Loaded, encoded: EncodedRow[][]): Promise<LimitRuns> {
+  const { cfg } = d;
+  // The limit runs on the headline's first device (cpu here; cuda:0 on a GPU host).
+  const limitDevice = ctx.headline.split(',')[0]!.trim();
+  ctx.phase(`the limit: in-process session.run on sorted dynamic batches (${limitDevice}, ${ctx.threads} threads)`);
+  const session = await createCpuSession(d.bundle.modelPath, limitDevice === 'cpu' ? ctx.threads : 1, 'all', limitDevice);
+  const limits: LoopResult[] = [];
+  for (const enc of encoded) {
+    const plan = sortedBatches(enc, DEFAULT_BATCHING);
+    await warm(session, plan, cfg);
+    // Padding happens before the clock starts: the limit is session.run alone.
+    limits.push(await runPreparedLoop(session, prepare(session, plan, cfg), cfg));
+  }
+  ctx.phase('fixed max_length padding vs sorted dynamic padding (in-process)');
+  const long = encoded[0]!;
+  const fixedSize = Math.max(1, Math.min(DEFAULT_BATCHING.maxBatchSize, Math.floor(DEFAULT_BATCHING.maxBatchTokens / cfg.truncation.max_length)));
+  const fixedPlan = fixedBatches(long, fixedSize, cfg.truncation.max_length);
+  await warm(session, fixedPlan, cfg);
+  const fixed = await runPreparedLoop(session, prepare(session, fixedPlan, cfg), cfg);
+  const dynamicPlan = sortedBatches(long, DEFAULT_BATCHING);
+  const dynamic = await runPreparedLoop(session, prepare(session, dynamicPlan, cfg), cfg);
+  return { limitDevice, session, limits, long, fixedPlan, dynamicPlan, fixed, dynamic };
+}
+
+/** Step 4 (only with o.tune): in-process sweeps of optimisation level, token budget, threads, and warm-up cost. */
+async function tuneInProcess(ctx: BenchContext, d: Loaded, l: LimitRuns): Promise<Record<string, unknown>> {
+  const { cfg } = d;
+  const { session, dynamicPlan } = l;
+  ctx.phase('tuning: graph optimisation levels and token budgets (in-process)');
+  const levels: Record<string, number> = {};
+  for (const level of ['disabled', 'basic', 'extended', 'all'] as GraphOptLevel[]) {
+    const s = await createCpuSession(d.bundle.modelPath, ctx.threads, level);
+    await warm(s, dynamicPlan, cfg);
+    levels[level] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
+    await s.release();
+  }
+  const budgets: Record<string, number> = {};
+  for (const tokens of [2048, 4096, 8192, 16384, 32768]) {
+    const plan = sortedBatches(l.long, { maxBatchTokens: tokens, maxBatchSize: 256 });
+    await warm(session, plan, cfg);
+    budgets[String(tokens)] = round((await runBatches(session, plan, cfg)).rows_per_s);
+  }
+  const threadSweep: Record<string, number> = {};
+  for (const t of [1, 2, 4].filter((x) => x <= 2 * ctx.cores)) {
+    for (const spin of [false, true]) {
+      const s = await createCpuSession(d.bundle.modelPath, t, 'all', 'cpu', spin);
+      await warm(s, dynamicPlan, cfg);
+      threadSweep[spin ? `${t} spinning` : String(t)] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
+      await s.release();
+    }
+  }
+  const cold = await createCpuSession(d.bundle.modelPath, ctx.threads);
+  const c0 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
+  const c1 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
+  await cold.release();
+  return {
+    graph_optimization_level_rows_per_s: levels,
+    max_batch_tokens_rows_per_s: budgets,
+    intra_op_threads_rows_per_s: threadSweep,
+    warmup_first_4_batches: { cold_ms: round(c0.seconds * 1000), warm_ms: round(c1.seconds * 1000) },
+  };
+}
+
+/** Step 5: ONNX probabilities of 8 rows for the PyTorch peer's cross-check; releases the limit session. */
+async function crossCheckProbs(d: Loaded, l: LimitRuns): Promise<Probs[]> {
+  const onnxCheck = await probsOfRows(l.session, l.long.slice(0, 8), d.cfg);
+  await l.session.release();
+  return onnxCheck;
+}
+
+/** Step 6: starts the headline server and saturates it with streaming clients, one run per input. */
+async function measureSaturation(ctx: BenchContext, d: Loaded, limits: readonly LoopResult[]): Promise<{ main: Served; throughput: BenchResult['throughput'] }> {
+  const { clients, window, headline, specFile } = ctx;
+  ctx.phase(`pairpref --devices ${headline}: ${clients} streaming clients per input`);
+  const main = await ctx.serve(headline);
+  const throughput = [];
+  for (let i = 0; i < d.inputs.length; i++) {
+    const spec: LoadSpec = { address: main.address, mode: 'stream', clients, window, rowsFile: d.wireFiles[i]!, warmRows: Math.min(d.inputs[i]!.rows.length, 2 * clients * 4), deadlineMs: 300_000 };
+    const run = await serverRun(main, headline, d.inputs[i]!.name, spec, specFile);
+    throughput.push({ input: d.inputs[i]!.name, rows: d.inputs[i]!.rows.length, pairpref: run, limit_rows_per_s: round(limits[i]!.rows_per_s), vs_limit: round(run.rows_per_s / limits[i]!.rows_per_s, 3) });
+  }
+  return { main, throughput };
+}
+
+interface LatencyRuns {
+  readonly halfRate: number;
+  /** The open-loop rows, reused by the queue-delay sweep. */
+  readonly openFile: string;
+  readonly open: LoadResult;
+  readonly single: LoadResult;
+}
+
+/** Step 7: latency on the headline server: open loop at half of peak, then single-row unary calls. */
+async function measureLatency(ctx: BenchContext, d: Loaded, main: Served, peak: ServerRun): Promise<LatencyRuns> {
+  ctx.phase(`latency: open loop at half of peak (${round(peak.rows_per_s / 2)} rows/s), single-row unary`);
+  const first = d.inputs[0]!.rows;
+  const halfRate = peak.rows_per_s / 2;
+  const openRows = Math.max(20, Math.min(first.length, Math.round(halfRate * 20)));
+  const openFile = writeWireRows(join(ctx.work, 'open.json'), first.slice(0, openRows));
+  const open = await runLoadgen({ address: main.address, mode: 'open', clients: 4, rate: halfRate, rowsFile: openFile, deadlineMs: 300_000 }, ctx.specFile);
+  const singleFile = writeWireRows(join(ctx.work, 'single.json'), first.slice(0, Math.min(60, first.length)));
+  const single = await runLoadgen({ address: main.address, mode: 'unary', clients: 1, rowsFile: singleFile, warmRows: 5, deadlineMs: 300_000 }, ctx.specFile);
+  return { halfRate, openFile, open, single };
+}
+
+/** Step 8 (unless o.skipPeers): pairpref under the naive peer's load (unary, one row per call), for vs_naive. */
+async function measurePairprefUnary(ctx: BenchContext, d: Loaded, main: Served): Promise<LoadResult> {
+  ctx.phase(`pairpref: ${ctx.naiveClients} unary clients, one row per call (the naive peer's load)`);
+  return runLoadgen({ address: main.address, mode: 'unary', clients: ctx.naiveClients, rowsFile: d.wireFiles[0]!, warmRows: ctx.naiveClients, deadlineMs: 300_000 }, ctx.specFile);
+}
+
+/** Step 9 (only with o.tune): a fresh server per max queue delay; latency at half of peak and saturated rows/s. */
+async function tuneQueueDelay(ctx: BenchContext, d: Loaded, lat: LatencyRuns): Promise<Record<string, unknown>> {
+  const { headline, clients, window, specFile } = ctx;
+  ctx.phase('tuning: queue delay at half of peak');
+  const queueDelay: Record<string, unknown> = {};
+  for (const ms of [0, 2, 10]) {
+    const s = await ctx.serve(headline, { maxQueueDelayMs: ms });
+    const r = await runLoadgen({ address: s.address, mode: 'open', clients: 4, rate: lat.halfRate, rowsFile: lat.openFile, deadlineMs: 300_000 }, specFile);
+    const sat = await serverRun(s, headline, d.inputs[0]!.name, { address: s.address, mode: 'stream', clients, window, rowsFile: d.wireFiles[0]!, deadlineMs: 300_000 }, specFile);
+    queueDelay[String(ms)] = { half_peak_p50_ms: r.latency.p50_ms, half_peak_p99_ms: r.latency.p99_ms, saturated_rows_per_s: sat.rows_per_s };
+    await ctx.stop(s);
+  }
+  return queueDelay;
+}
+
+/** Step 10: saturation runs of the other device lists; a failing one becomes a note, not a failed bench. */
+async function measureScaling(ctx: BenchContext, d: Loaded, headlineRun: ServerRun): Promise<ServerRun[]> {
+  const scaling: ServerRun[] = [headlineRun];
+  for (const devices of ctx.scalingDevices.slice(1)) {
+    ctx.phase(`scaling: pairpref --devices ${devices}`);
+    try {
+      const s = await ctx.serve(devices);
+      const isGpuSoft = devices.includes('webgpu');
+      const rowsFile = isGpuSoft ? join(ctx.work, 'webgpu.json') : d.wireFiles[0]!;
+      if (isGpuSoft) writeWireRows(rowsFile, d.inputs[0]!.rows.slice(0, ctx.o.webgpuRows ?? BENCH_DEFAULTS.webgpuRows));
+      const spec: LoadSpec = isGpuSoft
+        ? { address: s.address, mode: 'stream', clients: 2, window: 8, rowsFile, warmRows: 2, deadlineMs: 240_000 }
+        : { address: s.address, mode: 'stream', clients: ctx.clients, window: ctx.window, rowsFile, warmRows: ctx.clients, deadlineMs: 300_000 };
+      const run = await serverRun(s, devices, d.inputs[0]!.name, spec, ctx.specFile);
+      await ctx.stop(s);
+      scaling.push(run);
+    } catch (e) {
+      ctx.notes.push(`scaling --devices ${devices} failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+    }
+  }
+  return scaling;
+}
+
+/** Step 11 (unless o.skipPeers): the naive peer (one session.run per request) under the same unary load. */
+async function runNaivePeer(ctx: BenchContext, d: Loaded, pairprefUnary: LoadResult): Promise<BenchResult['naive']> {
+  const { naiveClients } = ctx;
+  ctx.phase(`naive peer: one session.run per request, ${naiveClients} unary clients`);
+  const n = await startNaive(ctx.o.model, ctx.cores);
+  ctx.servers.add(n);
+  const peerFile = writeWireRows(join(ctx.work, 'peer.json'), d.inputs[0]!.rows.slice(0, ctx.peerRows));
+  const nr = await runLoadgen({ address: n.address, mode: 'unary', clients: naiveClients, rowsFile: peerFile, warmRows: naiveClients, deadlineMs: 600_000 }, ctx.specFile);
+  await ctx.stop(n);
+  return { clients: naiveClients, rows: nr.rows, pairpref_unary_rows_per_s: round(pairprefUnary.rows_per_s), naive_rows_per_s: round(nr.rows_per_s), naive_latency: nr.latency, pairpref_latency: pairprefUnary.latency };
+}
+
+/** Step 12 (unless o.skipPeers): the PyTorch eager peer, cross-checked against the ONNX probabilities. */
+async function runPytorchPeer(ctx: BenchContext, d: Loaded, long: readonly EncodedRow[], onnxCheck: readonly Probs[]): Promise<BenchResult['pytorch']> {
+  ctx.phase('PyTorch eager peer (same weights, sorted batches of 8)');
+  const ck = findCheckpoint(ctx.o.model, ctx.o.torchCheckpoint);
+  if (!ck.path) return { skipped: ck.why };
   try {
-    phase('loading the bundle and the inputs');
-    const bundle = loadBundle(o.model);
-    const cfg = bundle.config;
-    const isFixture = cfg.name === 'fixture';
-    const inputs: InputSet[] = await Promise.all((o.inputs ?? DEFAULT_INPUTS).map((p) => readInput(p, nRows)));
-    const wireFiles = inputs.map((inp, i) => {
-      const f = join(work, `rows-${i}.json`);
-      writeFileSync(f, JSON.stringify(inp.rows.map(comparisonToWire)));
-      return f;
-    });
+    const t = await runTorchPeer(ck.path, long.slice(0, ctx.peerRows), d.cfg.special_tokens.pad_id, ctx.cores, join(ctx.work, 'torch-rows.json'));
+    const diff = maxAbsDiff(t.check_probs, onnxCheck);
+    if (ck.guessed && !(diff < 1e-3)) throw new Error(`${ck.path} is not the checkpoint of ${d.bundle.modelPath} (max |dp| ${diff.toExponential(1)} on ${onnxCheck.length} rows); pass --torch-checkpoint`);
+    const pytorch = { rows_per_s: round(t.rows_per_s), rows: t.rows, batch: t.batch, threads: t.threads, torch: t.torch, checkpoint: ck.path, max_abs_prob_diff_vs_onnx: diff };
+    if (!(diff < 1e-3)) ctx.notes.push(`the PyTorch checkpoint does not match model.onnx (max |dp| ${diff}): vs_pytorch compares different weights`);
+    return pytorch;
+  } catch (e) {
+    return { skipped: e instanceof Error ? e.message : String(e) };
+  }
+}
 
-    phase('tokenizing on one thread (is tokenization a bottleneck?)');
-    const encoded: EncodedRow[][] = [];
-    const tokenization = inputs.map((inp) => {
-      const e0 = performance.now();
-      const enc = inp.rows.map((r) => bundle.preprocessor.encode(r));
-      const s = (performance.now() - e0) / 1000;
-      encoded.push(enc);
-      return {
-        input: inp.name,
-        rows_per_s: round(enc.length / s),
-        mean_tokens: round(enc.reduce((a, r) => a + r.ids.length, 0) / enc.length, 1),
-        truncated_share: round(enc.filter((r) => r.truncated).length / enc.length, 3),
-      };
-    });
+/** Everything the report is assembled from. */
+interface Measurements {
+  readonly tokenization: BenchResult['tokenization'];
+  readonly limit: LimitRuns;
+  readonly throughput: BenchResult['throughput'];
+  readonly peak: ServerRun;
+  readonly headlineRun: ServerRun;
+  readonly latency: LatencyRuns;
+  readonly scaling: ServerRun[];
+  readonly tuning: Record<string, unknown> | null;
+  readonly naive: BenchResult['naive'];
+  readonly pytorch: BenchResult['pytorch'];
+}
 
-    // The limit runs on the headline's first device (cpu here; cuda:0 on a GPU host).
-    const limitDevice = headline.split(',')[0]!.trim();
-    phase(`the limit: in-process session.run on sorted dynamic batches (${limitDevice}, ${threads} threads)`);
-    const session = await createCpuSession(bundle.modelPath, limitDevice === 'cpu' ? threads : 1, 'all', limitDevice);
-    const limits = [];
-    for (const enc of encoded) {
-      const plan = sortedBatches(enc, DEFAULT_BATCHING);
-      await warm(session, plan, cfg);
-      // Padding happens before the clock starts: the limit is session.run alone.
-      limits.push(await runPrepared(session, prepare(plan, cfg), cfg));
-    }
-    phase('fixed max_length padding vs sorted dynamic padding (in-process)');
-    const long = encoded[0]!;
-    const fixedSize = Math.max(1, Math.min(DEFAULT_BATCHING.maxBatchSize, Math.floor(DEFAULT_BATCHING.maxBatchTokens / cfg.truncation.max_length)));
-    const fixedPlan = fixedBatches(long, fixedSize, cfg.truncation.max_length);
-    await warm(session, fixedPlan, cfg);
-    const fixed = await runPrepared(session, prepare(fixedPlan, cfg), cfg);
-    const dynamicPlan = sortedBatches(long, DEFAULT_BATCHING);
-    const dynamic = await runPrepared(session, prepare(dynamicPlan, cfg), cfg);
+/** Step 13: ratios, targets, the closing notes and the result object. */
+function assembleReport(ctx: BenchContext, d: Loaded, m: Measurements): BenchResult {
+  const { cfg, isFixture } = d;
+  const { limits, fixed, dynamic } = m.limit;
+  const { naive, pytorch } = m;
+  const { notes, cores, loadStart } = ctx;
+  const ratio = (a: number, b: number | undefined): number | null => (b && b > 0 ? round(a / b, 3) : null);
+  const ratios = {
+    vs_limit: Math.min(...m.throughput.map((t) => t.vs_limit)),
+    vs_naive: 'naive_rows_per_s' in naive ? ratio(naive.pairpref_unary_rows_per_s, naive.naive_rows_per_s) : null,
+    vs_fixed_padding: round(dynamic.rows_per_s / fixed.rows_per_s, 3),
+    vs_pytorch: 'rows_per_s' in pytorch ? ratio(m.peak.rows_per_s, pytorch.rows_per_s) : null,
+  };
+  const { open, single, halfRate } = m.latency;
+  const p99OverP50 = round(open.latency.p99_ms / open.latency.p50_ms, 2);
+  const target = (t: string, value: number | null, ok: (v: number) => boolean) => ({ target: t, value, met: value === null ? null : ok(value) });
+  if (isFixture) notes.push('fixture model (tiny random weights): the figures measure serving overheads more than model compute');
+  if ('skipped' in pytorch) notes.push(`PyTorch peer not run: ${pytorch.skipped}`);
+  const loadEnd = loadavg().map((x) => round(x));
+  if (Math.max(...loadStart.slice(0, 1), ...loadEnd.slice(0, 1)) > cores * 0.5) {
+    notes.push(`other work was loading the machine (load average ${loadStart[0]} at start, ${loadEnd[0]} at end on ${cores} cores): absolute figures are low, ratios from this run are what count`);
+  }
+  return {
+    model: {
+      dir: d.bundle.dir,
+      name: cfg.name,
+      version: cfg.version,
+      max_length: cfg.truncation.max_length,
+      truncation: cfg.truncation.mode,
+      fixture_note: isFixture ? 'fixture model: measures overheads more than model compute' : null,
+    },
+    machine: { cpus: cores, loadavg_start: loadStart, loadavg_end: loadEnd, node: process.version, onnxruntime: ORT_VERSION },
+    settings: { rows_per_input: ctx.nRows, clients: ctx.clients, window: ctx.window, intra_op_threads: ctx.threads, batching: DEFAULT_BATCHING, limit_device: m.limit.limitDevice },
+    tokenization: m.tokenization,
+    throughput: m.throughput,
+    pairpref: m.headlineRun,
+    limit: { rows_per_s: round(limits[0]!.rows_per_s), seconds: round(limits[0]!.seconds, 3), padded_tokens: limits[0]!.padded_tokens },
+    fixed_padding: {
+      input: d.inputs[0]!.name,
+      dynamic_rows_per_s: round(dynamic.rows_per_s),
+      fixed_rows_per_s: round(fixed.rows_per_s),
+      dynamic_padded_tokens: paddedTokens(m.limit.dynamicPlan),
+      fixed_padded_tokens: paddedTokens(m.limit.fixedPlan),
+    },
+    naive,
+    pytorch,
+    latency: { half_peak_rate: round(halfRate), half_peak: open.latency, p99_over_p50: p99OverP50, single_row_unary: single.latency },
+    scaling: m.scaling,
+    tuning: m.tuning,
+    ratios,
+    targets: {
+      vs_limit: target('>= 0.90', ratios.vs_limit, (v) => v >= 0.9),
+      vs_naive: target('>= 3', ratios.vs_naive, (v) => v >= 3),
+      vs_fixed_padding: target('>= 1.38', ratios.vs_fixed_padding, (v) => v >= 1.38),
+      vs_pytorch: target('>= 1.5', ratios.vs_pytorch, (v) => v >= 1.5),
+      half_peak_p99_over_p50: target('<= 2', p99OverP50, (v) => v <= 2),
+    },
+    notes,
+    seconds: round((performance.now() - ctx.t0) / 1000, 1),
+  };
+}
 
-    let tuning: Record<string, unknown> | null = null;
-    if (o.tune) {
-      phase('tuning: graph optimisation levels and token budgets (in-process)');
-      const levels: Record<string, number> = {};
-      for (const level of ['disabled', 'basic', 'extended', 'all'] as GraphOptLevel[]) {
-        const s = await createCpuSession(bundle.modelPath, threads, level);
-        await warm(s, dynamicPlan, cfg);
-        levels[level] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
-        await s.release();
-      }
-      const budgets: Record<string, number> = {};
-      for (const tokens of [2048, 4096, 8192, 16384, 32768]) {
-        const plan = sortedBatches(long, { maxBatchTokens: tokens, maxBatchSize: 256 });
-        await warm(session, plan, cfg);
-        budgets[String(tokens)] = round((await runBatches(session, plan, cfg)).rows_per_s);
-      }
-      const threadSweep: Record<string, number> = {};
-      for (const t of [1, 2, 4].filter((x) => x <= 2 * cores)) {
-        for (const spin of [false, true]) {
-          const s = await createCpuSession(bundle.modelPath, t, 'all', 'cpu', spin);
-          await warm(s, dynamicPlan, cfg);
-          threadSweep[spin ? `${t} spinning` : String(t)] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
-          await s.release();
-        }
-      }
-      const cold = await createCpuSession(bundle.modelPath, threads);
-      const c0 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
-      const c1 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
-      await cold.release();
-      tuning = {
-        graph_optimization_level_rows_per_s: levels,
-        max_batch_tokens_rows_per_s: budgets,
-        intra_op_threads_rows_per_s: threadSweep,
-        warmup_first_4_batches: { cold_ms: round(c0.seconds * 1000), warm_ms: round(c1.seconds * 1000) },
-      };
-    }
-    const checkRows = long.slice(0, 8);
-    const onnxCheck = await onnxProbs(session, bundle, checkRows);
-    await session.release();
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const ctx = createContext(o);
+  try {
+    const d = await loadInputs(ctx);
+    const { tokenization, encoded } = measureTokenization(ctx, d);
+    const limit = await measureLimit(ctx, d, encoded);
+    let tuning: Record<string, unknown> | null = o.tune ? await tuneInProcess(ctx, d, limit) : null;
+    const onnxCheck = await crossCheckProbs(d, limit);
 
-    phase(`pairpref --devices ${headline}: ${clients} streaming clients per input`);
-    const main = await serve(headline);
-    const throughput = [];
-    for (let i = 0; i < inputs.length; i++) {
-      const spec: LoadSpec = { address: main.address, mode: 'stream', clients, window, rowsFile: wireFiles[i]!, warmRows: Math.min(inputs[i]!.rows.length, 2 * clients * 4), deadlineMs: 300_000 };
-      const run = await serverRun(main, headline, inputs[i]!.name, spec, specFile);
-      throughput.push({ input: inputs[i]!.name, rows: inputs[i]!.rows.length, pairpref: run, limit_rows_per_s: round(limits[i]!.rows_per_s), vs_limit: round(run.rows_per_s / limits[i]!.rows_per_s, 3) });
-    }
+    const { main, throughput } = await measureSaturation(ctx, d, limit.limits);
     const peak = throughput[0]!.pairpref;
-
-    phase(`latency: open loop at half of peak (${round(peak.rows_per_s / 2)} rows/s), single-row unary`);
-    const halfRate = peak.rows_per_s / 2;
-    const openRows = Math.max(20, Math.min(inputs[0]!.rows.length, Math.round(halfRate * 20)));
-    const openFile = join(work, 'open.json');
-    writeFileSync(openFile, JSON.stringify(inputs[0]!.rows.slice(0, openRows).map(comparisonToWire)));
-    const open = await runLoadgen({ address: main.address, mode: 'open', clients: 4, rate: halfRate, rowsFile: openFile, deadlineMs: 300_000 }, specFile);
-    const singleFile = join(work, 'single.json');
-    writeFileSync(singleFile, JSON.stringify(inputs[0]!.rows.slice(0, Math.min(60, inputs[0]!.rows.length)).map(comparisonToWire)));
-    const single = await runLoadgen({ address: main.address, mode: 'unary', clients: 1, rowsFile: singleFile, warmRows: 5, deadlineMs: 300_000 }, specFile);
-
-    let pairprefUnary: LoadResult | null = null;
-    if (!o.skipPeers) {
-      phase(`pairpref: ${naiveClients} unary clients, one row per call (the naive peer's load)`);
-      pairprefUnary = await runLoadgen({ address: main.address, mode: 'unary', clients: naiveClients, rowsFile: wireFiles[0]!, warmRows: naiveClients, deadlineMs: 300_000 }, specFile);
-    }
-    let queueDelay: Record<string, unknown> | null = null;
-    if (o.tune) {
-      phase('tuning: queue delay at half of peak');
-      queueDelay = {};
-      for (const ms of [0, 2, 10]) {
-        const s = await serve(headline, { maxQueueDelayMs: ms });
-        const r = await runLoadgen({ address: s.address, mode: 'open', clients: 4, rate: halfRate, rowsFile: openFile, deadlineMs: 300_000 }, specFile);
-        const sat = await serverRun(s, headline, inputs[0]!.name, { address: s.address, mode: 'stream', clients, window, rowsFile: wireFiles[0]!, deadlineMs: 300_000 }, specFile);
-        queueDelay[String(ms)] = { half_peak_p50_ms: r.latency.p50_ms, half_peak_p99_ms: r.latency.p99_ms, saturated_rows_per_s: sat.rows_per_s };
-        await stop(s);
-      }
-      tuning = { ...tuning, max_queue_delay_ms: queueDelay };
-    }
+    const latency = await measureLatency(ctx, d, main, peak);
+    const pairprefUnary = o.skipPeers ? null : await measurePairprefUnary(ctx, d, main);
+    if (o.tune) tuning = { ...tuning, max_queue_delay_ms: await tuneQueueDelay(ctx, d, latency) };
     const mainRss = main.peakRssMiB();
-    await stop(main);
+    await ctx.stop(main);
     const headlineRun: ServerRun = { ...peak, peak_rss_mib: mainRss === null ? null : round(mainRss, 1) };
 
-    const scaling: ServerRun[] = [headlineRun];
-    for (const devices of scalingDevices.slice(1)) {
-      phase(`scaling: pairpref --devices ${devices}`);
-      try {
-        const s = await serve(devices);
-        const isGpuSoft = devices.includes('webgpu');
-        const rowsFile = isGpuSoft ? join(work, 'webgpu.json') : wireFiles[0]!;
-        if (isGpuSoft) writeFileSync(rowsFile, JSON.stringify(inputs[0]!.rows.slice(0, o.webgpuRows ?? BENCH_DEFAULTS.webgpuRows).map(comparisonToWire)));
-        const spec: LoadSpec = isGpuSoft
-          ? { address: s.address, mode: 'stream', clients: 2, window: 8, rowsFile, warmRows: 2, deadlineMs: 240_000 }
-          : { address: s.address, mode: 'stream', clients, window, rowsFile, warmRows: clients, deadlineMs: 300_000 };
-        const run = await serverRun(s, devices, inputs[0]!.name, spec, specFile);
-        await stop(s);
-        scaling.push(run);
-      } catch (e) {
-        notes.push(`scaling --devices ${devices} failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
-      }
-    }
-
-    let naive: BenchResult['naive'] = { skipped: '--skip-peers' };
-    let pytorch: BenchResult['pytorch'] = { skipped: '--skip-peers' };
-    if (!o.skipPeers) {
-      phase(`naive peer: one session.run per request, ${naiveClients} unary clients`);
-      const n = await startNaive(o.model, cores);
-      servers.add(n);
-      const peerFile = join(work, 'peer.json');
-      writeFileSync(peerFile, JSON.stringify(inputs[0]!.rows.slice(0, peerRows).map(comparisonToWire)));
-      const nr = await runLoadgen({ address: n.address, mode: 'unary', clients: naiveClients, rowsFile: peerFile, warmRows: naiveClients, deadlineMs: 600_000 }, specFile);
-      await stop(n);
-      naive = { clients: naiveClients, rows: nr.rows, pairpref_unary_rows_per_s: round(pairprefUnary!.rows_per_s), naive_rows_per_s: round(nr.rows_per_s), naive_latency: nr.latency, pairpref_latency: pairprefUnary!.latency };
-
-      phase('PyTorch eager peer (same weights, sorted batches of 8)');
-      const ck = findCheckpoint(o.model, o.torchCheckpoint);
-      if (!ck.path) pytorch = { skipped: ck.why };
-      else {
-        try {
-          const t = await runTorchPeer(ck.path, long.slice(0, peerRows), cfg.special_tokens.pad_id, cores, join(work, 'torch-rows.json'));
-          const diff = maxAbsDiff(t.check_probs, onnxCheck);
-          if (ck.guessed && !(diff < 1e-3)) throw new Error(`${ck.path} is not the checkpoint of ${bundle.modelPath} (max |dp| ${diff.toExponential(1)} on ${onnxCheck.length} rows); pass --torch-checkpoint`);
-          pytorch = { rows_per_s: round(t.rows_per_s), rows: t.rows, batch: t.batch, threads: t.threads, torch: t.torch, checkpoint: ck.path, max_abs_prob_diff_vs_onnx: diff };
-          if (!(diff < 1e-3)) notes.push(`the PyTorch checkpoint does not match model.onnx (max |dp| ${diff}): vs_pytorch compares different weights`);
-        } catch (e) {
-          pytorch = { skipped: e instanceof Error ? e.message : String(e) };
-        }
-      }
-    }
-
-    const ratio = (a: number, b: number | undefined): number | null => (b && b > 0 ? round(a / b, 3) : null);
-    const vsLimit = Math.min(...throughput.map((t) => t.vs_limit));
-    const ratios = {
-      vs_limit: vsLimit,
-      vs_naive: 'naive_rows_per_s' in naive ? ratio(naive.pairpref_unary_rows_per_s, naive.naive_rows_per_s) : null,
-      vs_fixed_padding: round(dynamic.rows_per_s / fixed.rows_per_s, 3),
-      vs_pytorch: 'rows_per_s' in pytorch ? ratio(peak.rows_per_s, pytorch.rows_per_s) : null,
-    };
-    const p99OverP50 = round(open.latency.p99_ms / open.latency.p50_ms, 2);
-    const target = (t: string, value: number | null, ok: (v: number) => boolean) => ({ target: t, value, met: value === null ? null : ok(value) });
-    if (isFixture) notes.push('fixture model (tiny random weights): the figures measure serving overheads more than model compute');
-    if ('skipped' in pytorch) notes.push(`PyTorch peer not run: ${pytorch.skipped}`);
-    const loadEnd = loadavg().map((x) => round(x));
-    if (Math.max(...loadStart.slice(0, 1), ...loadEnd.slice(0, 1)) > cores * 0.5) {
-      notes.push(`other work was loading the machine (load average ${loadStart[0]} at start, ${loadEnd[0]} at end on ${cores} cores): absolute figures are low, ratios from this run are what count`);
-    }
-    return {
-      model: {
-        dir: bundle.dir,
-        name: cfg.name,
-        version: cfg.version,
-        max_length: cfg.truncation.max_length,
-        truncation: cfg.truncation.mode,
-        fixture_note: isFixture ? 'fixture model: measures overheads more than model compute' : null,
-      },
-      machine: { cpus: cores, loadavg_start: loadStart, loadavg_end: loadEnd, node: process.version, onnxruntime: ort.env.versions.common },
-      settings: { rows_per_input: nRows, clients, window, intra_op_threads: threads, batching: DEFAULT_BATCHING, limit_device: limitDevice },
-      tokenization,
-      throughput,
-      pairpref: headlineRun,
-      limit: { rows_per_s: round(limits[0]!.rows_per_s), seconds: round(limits[0]!.seconds, 3), padded_tokens: limits[0]!.padded_tokens },
-      fixed_padding: {
-        input: inputs[0]!.name,
-        dynamic_rows_per_s: round(dynamic.rows_per_s),
-        fixed_rows_per_s: round(fixed.rows_per_s),
-        dynamic_padded_tokens: paddedTokens(dynamicPlan),
-        fixed_padded_tokens: paddedTokens(fixedPlan),
-      },
-      naive,
-      pytorch,
-      latency: { half_peak_rate: round(halfRate), half_peak: open.latency, p99_over_p50: p99OverP50, single_row_unary: single.latency },
-      scaling,
-      tuning,
-      ratios,
-      targets: {
-        vs_limit: target('>= 0.90', ratios.vs_limit, (v) => v >= 0.9),
-        vs_naive: target('>= 3', ratios.vs_naive, (v) => v >= 3),
-        vs_fixed_padding: target('>= 1.38', ratios.vs_fixed_padding, (v) => v >= 1.38),
-        vs_pytorch: target('>= 1.5', ratios.vs_pytorch, (v) => v >= 1.5),
-        half_peak_p99_over_p50: target('<= 2', p99OverP50, (v) => v <= 2),
-      },
-      notes,
-      seconds: round((performance.now() - t0) / 1000, 1),
-    };
+    const scaling = await measureScaling(ctx, d, headlineRun);
+    const naive = o.skipPeers ? { skipped: '--skip-peers' } : await runNaivePeer(ctx, d, pairprefUnary!);
+    const pytorch = o.skipPeers ? { skipped: '--skip-peers' } : await runPytorchPeer(ctx, d, limit.long, onnxCheck);
+    return assembleReport(ctx, d, { tokenization, limit, throughput, peak, headlineRun, latency, scaling, tuning, naive, pytorch });
   } finally {
-    for (const s of servers) await s.stop();
-    rmSync(work, { recursive: true, force: true });
+    for (const s of ctx.servers) await s.stop();
+    rmSync(ctx.work, { recursive: true, force: true });
   }
 }

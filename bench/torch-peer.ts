@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EncodedRow } from '../core/types.ts';
-import { PYTHON, pythonEnv } from '../training/python.ts';
+import { PYTHON, pythonEnv } from '../platform/python.ts';
 import { REPO_ROOT } from './processes.ts';
 
 

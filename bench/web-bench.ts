@@ -1,21 +1,26 @@
 // Rows per second of the browser demo in headless Chromium, batch sizes 1 and 8, WebGPU vs
 // wasm. Serves the production build (`npm run web:build`'s output, built to a temp dir).
 //   npm run bench:web -- [--rows 16] [--model models/default]
-// Without --model: PAIRPREF_WEB_MODEL_DIR, else models/default, else the tiny test fixture.
+// Without --model: PAIRPREF_WEB_MODEL_DIR, else models/default.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Provider } from '../web/src/engine.ts';
-import { readRawRows } from '../client/arena-file.ts';
-import { buildAndPreview, bundleForTests, launchBrowser, openPage } from '../test/web/harness.ts';
+import { readRawRows } from '../datasets/arena-file.ts';
+import { buildAndPreview, launchBrowser, openPage } from '../web/harness.ts';
+import { DEFAULT_MODEL_DIR } from '../web/vite.config.ts';
 
 const BATCH_SIZES = [1, 8] as const;
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '16' }, model: { type: 'string' } } });
 const numRows = Number(values.rows);
 if (!Number.isInteger(numRows) || numRows < 8) throw new Error(`--rows must be an integer >= 8 (got ${values.rows})`);
-const bundle = values.model ? { dir: values.model, kind: '--model' } : bundleForTests();
+const bundle = values.model
+  ? { dir: values.model, kind: '--model' }
+  : process.env['PAIRPREF_WEB_MODEL_DIR']
+    ? { dir: process.env['PAIRPREF_WEB_MODEL_DIR'], kind: 'PAIRPREF_WEB_MODEL_DIR' }
+    : { dir: DEFAULT_MODEL_DIR, kind: 'models/default' };
 const rows = await readRawRows('../shared/data/alpaca-pairs-dev.csv.gz', numRows);
 const outDir = mkdtempSync(join(tmpdir(), 'pairpref-web-bench-'));
 
@@ -52,9 +57,9 @@ try {
           const t0 = performance.now();
           const out = await window.pairpref!.scoreRows(rs, { maxBatch: b });
           const s = (performance.now() - t0) / 1000;
-          const bad = out.find((o) => o.error !== null);
-          if (bad) throw new Error(`row ${bad.id}: ${bad.error}`);
-          return { s, tokens: out.reduce((n, o) => n + o.numTokens, 0) / out.length };
+          const bad = out.find((o) => o.error);
+          if (bad) throw new Error(`row ${bad.id}: ${bad.error!.message}`);
+          return { s, tokens: out.reduce((n, o) => n + o.num_tokens, 0) / out.length };
         },
         { rs: rows, b: batch },
       );
@@ -68,7 +73,6 @@ try {
   await browser.close();
   await web.close();
   rmSync(outDir, { recursive: true, force: true });
-  if (bundle.kind === 'fixture') rmSync(bundle.dir, { recursive: true, force: true });
 }
 
 console.log(`bundle: ${bundle.kind} ${bundle.dir}`);

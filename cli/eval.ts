@@ -1,8 +1,10 @@
 // `pairpref eval`: score a labeled Arena file and report log loss, accuracy, counts and the
 // confusion matrix, as a table (stderr-free, on stdout) or as one JSON object with --json.
 import type { Command } from 'commander';
-import { CLASS_NAMES, EvalAccumulator, LOG_LOSS_EPS, type EvalReport } from '../client/metrics.ts';
-import type { SkippedRow } from '../client/score-file.ts';
+import { EvalAccumulator, LOG_LOSS_EPS, type EvalReport } from '../core/metrics.ts';
+import { probsOf } from '../core/result.ts';
+import { LABELS } from '../core/types.ts';
+import type { SkippedRow } from '../datasets/score-file.ts';
 import { addSourceOptions, openSource, reportSkipped, runCommand, scoreInput, type SourceFlags } from './score.ts';
 
 interface EvalFlags extends SourceFlags {
@@ -17,7 +19,7 @@ export function formatReport(r: EvalReport): string {
     `n          ${r.n}`,
     `log loss   ${r.log_loss.toFixed(6)}   (probabilities clipped to [${LOG_LOSS_EPS}, 1-${LOG_LOSS_EPS}], as sklearn)`,
     `accuracy   ${r.accuracy.toFixed(6)}   (argmax)`,
-    `class counts (true labels): ${CLASS_NAMES.map((c) => `${c} ${r.class_counts[c]}`).join(', ')}`,
+    `class counts (true labels): ${LABELS.map((c) => `${c} ${r.class_counts[c]}`).join(', ')}`,
     '',
     'confusion matrix (rows: true label, columns: predicted argmax)',
     `${pad('', 10)}${SHORT.map((s) => pad(`pred ${s}`, 10)).join('')}`,
@@ -34,7 +36,7 @@ async function evaluate(f: EvalFlags): Promise<void> {
     // Rows are scored one by one, so a repeated id (the dev split has two) is just another row.
     for await (const r of scoreInput(f, source.client, 'eval', { labels: true, uniqueIds: false }, skipped)) {
       const p = r.prediction;
-      acc.add([p.winner_model_a, p.winner_model_b, p.winner_tie], r.label ?? 0);
+      acc.add(probsOf(p), r.label ?? 0);
     }
   } finally {
     await source.close();

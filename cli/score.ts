@@ -1,14 +1,14 @@
 // `pairpref score`: an Arena CSV / CSV.gz / JSONL file in, the submission CSV out
 // (id,winner_model_a,winner_model_b,winner_tie; every usable input id once, in input order).
 import { Option, type Command } from 'commander';
-import { countRecords } from '../client/arena-file.ts';
-import { openLocal } from '../client/local.ts';
-import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../client/score-file.ts';
 import { connect } from '../client/sdk.ts';
-import { DEFAULT_WINDOW } from '../client/window.ts';
+import { DEFAULT_WINDOW } from '../core/window.ts';
+import { countRecords } from '../datasets/arena-file.ts';
+import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../datasets/score-file.ts';
 import { intArg } from './args.ts';
 import { writeFileAtomically } from './atomic-file.ts';
 import { progressWanted, startProgress } from './progress.ts';
+import { openLocal } from './wiring.ts';
 
 export const DEFAULT_MODEL_DIR = 'models/default';
 

@@ -1,9 +1,9 @@
 // `pairpref serve`: the gRPC sidecar.
 import { Option, type Command } from 'commander';
-import { createLogger, type LogLevel } from '../server/log.ts';
-import { DEFAULT_BATCHING } from '../server/scorer.ts';
-import { startServer } from '../server/server.ts';
+import { DEFAULT_BATCHING } from '../core/batch.ts';
+import { createLogger, type LogLevel } from '../core/log.ts';
 import { intArg } from './args.ts';
+import { serveModel } from './wiring.ts';
 
 export function registerServe(program: Command): void {
   program
@@ -22,9 +22,9 @@ export function registerServe(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', intArg('--metrics-port', 0))
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .action(async (o: ServeFlags) => {
-      const log = createLogger(o.logLevel);
+      const log = createLogger(o.logLevel, (line) => process.stderr.write(line));
       log.info(`loading ${o.model} on devices "${o.devices}"`);
-      const running = await startServer({
+      const running = await serveModel({
         modelDir: o.model,
         host: o.host,
         port: o.port,

@@ -1,9 +1,10 @@
-// Public SDK surface. The in-process scorer (client/local.ts) is deliberately not re-exported:
-// it loads onnxruntime, which a gRPC-only caller should not pay for.
+// Public SDK surface: connect to pairpref servers and score rows. Only gRPC here; the in-process
+// engine (engine/, wired by cli/wiring.ts) and the dataset readers (datasets/) are their own layers.
 export { connect, resolveTarget, PairprefError, type ConnectOptions, type CallOptions, type StreamOptions, type RetryOptions, type PairprefClient, type ModelInfo } from './sdk.ts';
 export { RowInputError } from '../core/errors.ts';
-export { toComparison, comparisonToWire, predictionFromWire, type Row, type Prediction, type PredictionError, type StreamPrediction } from './rows.ts';
-export { readArenaFile, countRecords, jsonListProblem, formatOf, ArenaFileError, LABEL_COLUMNS, type FileRecord, type GoodRecord, type BadRecord, type LabelIndex, type ReadOptions, type FileFormat } from './arena-file.ts';
-export { scoreFile, type ScoredRow, type SkippedRow, type ScoreFileOptions, type StreamScorer } from './score-file.ts';
-export { EvalAccumulator, rowLogLoss, argmax3, LOG_LOSS_EPS, CLASS_NAMES, type EvalReport } from './metrics.ts';
-export { DEFAULT_WINDOW, windowedScore, type Transport, type TransportSink, type WindowOptions } from './window.ts';
+export { toComparison, type Row } from '../core/rows.ts';
+export { errorPrediction, probsOf, type Prediction, type RowError, type RowError as PredictionError, type StreamPrediction } from '../core/result.ts';
+export { Status, type StatusCode } from '../core/status.ts';
+export { LABELS, type LabelIndex } from '../core/types.ts';
+export { DEFAULT_WINDOW, windowedScore, type Transport, type TransportSink, type WindowOptions } from '../core/window.ts';
+export { comparisonToWire, predictionFromWire } from '../protocol/wire.ts';

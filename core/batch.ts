@@ -16,9 +16,14 @@ export interface PaddedBatch {
   readonly numFeatures: number;
 }
 
-export function padBatch(rows: readonly EncodedRow[], special: SpecialTokensConfig): PaddedBatch {
+/**
+ * `padTo` widens the batch to at least that many tokens (the fixed max_length baseline of the
+ * bench); by default a batch is as long as its longest row, and never 0 (a zero-length axis
+ * breaks most graphs; an all-pad row of 1 is harmless, mask 0).
+ */
+export function padBatch(rows: readonly EncodedRow[], special: SpecialTokensConfig, padTo = 1): PaddedBatch {
   if (rows.length === 0) throw new Error('padBatch: empty batch');
-  let seqLen = 1; // a zero-length axis breaks most graphs; an all-pad row of 1 is harmless (mask 0)
+  let seqLen = Math.max(1, padTo);
   for (const r of rows) if (r.ids.length > seqLen) seqLen = r.ids.length;
   const n = rows.length;
   const inputIds = new BigInt64Array(n * seqLen).fill(BigInt(special.pad_id));
@@ -43,3 +48,14 @@ export function padBatch(rows: readonly EncodedRow[], special: SpecialTokensConf
   }
   return { batchSize: n, seqLen, inputIds, attentionMask, lastIndex, features, numFeatures };
 }
+
+/** How rows are grouped into batches (the engine's scheduler, the bench's planned batches). */
+export interface BatchingOptions {
+  /** Padded tokens per batch (rows x longest row). A single longer row still runs alone. */
+  readonly maxBatchTokens: number;
+  readonly maxBatchSize: number;
+  /** How long a row may wait for a fuller batch while a device is free. */
+  readonly maxQueueDelayMs: number;
+}
+
+export const DEFAULT_BATCHING: BatchingOptions = { maxBatchTokens: 8192, maxBatchSize: 64, maxQueueDelayMs: 2 };

@@ -4,6 +4,8 @@
 /** Fixed label order of every prediction. */
 export const LABELS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
 export type Label = (typeof LABELS)[number];
+/** A label as an index into LABELS: 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie. */
+export type LabelIndex = 0 | 1 | 2;
 
 /** The three text fields of a comparison, in template order. */
 export const FIELDS = ['prompt', 'response_a', 'response_b'] as const;

@@ -1,12 +1,13 @@
 // Prometheus metrics (prom-client), served over HTTP on --metrics-port when set.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DeviceLoad } from './scheduler.ts';
-import type { RowResult, Scorer } from './scorer.ts';
+import type { Prediction } from '../core/result.ts';
+import type { DeviceLoad } from '../engine/scheduler.ts';
+import type { Scorer } from '../engine/scorer.ts';
 
 export interface Metrics {
   readonly registry: Registry;
-  observeRow(r: RowResult, latencyMs: number): void;
+  observeRow(r: Prediction, latencyMs: number): void;
 }
 
 export function createMetrics(scorer: Scorer): Metrics {
@@ -51,7 +52,7 @@ export function createMetrics(scorer: Scorer): Metrics {
     registry,
     observeRow(r, latencyMs) {
       rows.inc({ outcome: r.error ? `error_${r.error.code}` : 'ok' });
-      if (!r.error) tokens.inc(r.numTokens);
+      if (!r.error) tokens.inc(r.num_tokens);
       latency.observe(latencyMs / 1000);
     },
   };

@@ -5,16 +5,22 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Server as HttpServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { silentLogger, type Logger } from '../core/log.ts';
+import type { Scorer } from '../engine/scorer.ts';
 import { PairwisePreferenceService, type PairwisePreferenceServer } from '../proto/gen/pairpref/v1/preference.ts';
 import { createPreferenceService } from './grpc-service.ts';
-import { silentLogger, type Logger } from './log.ts';
 import { createMetrics, serveMetrics } from './metrics.ts';
-import { loadScorer, type Scorer, type ScorerOptions } from './scorer.ts';
 
 export const SERVICE_NAME = 'pairpref.v1.PairwisePreference';
 const PROTO_DIR = fileURLToPath(new URL('../proto', import.meta.url));
 
-export interface ServeOptions extends ScorerOptions {
+export interface ServeOptions {
+  /**
+   * Loads the model (the caller wires a runtime into the engine). Called after the listener is up,
+   * so health answers NOT_SERVING and scoring UNAVAILABLE while it runs.
+   */
+  readonly load: () => Promise<Scorer>;
+  readonly logger?: Logger;
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port?: number;
@@ -67,7 +73,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   );
   let scorer: Scorer;
   try {
-    scorer = await loadScorer(opts);
+    scorer = await opts.load();
   } catch (e) {
     server.forceShutdown();
     throw e;

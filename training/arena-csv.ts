@@ -1,6 +1,6 @@
-// Labeled rows of an Arena-schema CSV(.gz) for training: the product's reader (client/arena-file.ts),
+// Labeled rows of an Arena-schema CSV(.gz) for training: the product's reader (datasets/arena-file.ts),
 // strict, so a malformed row stops the pipeline instead of vanishing from the data.
-import { readGoodRecords, type LabelIndex } from '../client/arena-file.ts';
+import { readGoodRecords, type LabelIndex } from '../datasets/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
 
 export type { LabelIndex };

@@ -2,7 +2,7 @@
 // max_length, and a synthetic 512-token row (same graph, longer input) for comparison.
 //   npx tsx training/latency.ts [bundleDir] [threads]
 import { readArenaCsv } from './arena-csv.ts';
-import { loadBundle } from './onnx-eval.ts';
+import { openBundle } from './onnx-eval.ts';
 import type { EncodedRow } from '../core/types.ts';
 
 async function medianMs(run: () => Promise<unknown>, n = 30): Promise<number> {
@@ -19,7 +19,7 @@ async function medianMs(run: () => Promise<unknown>, n = 30): Promise<number> {
 
 const dir = process.argv[2] ?? 'models/default';
 const threads = Number(process.argv[3] ?? 1);
-const bundle = await loadBundle(dir, { threads });
+const bundle = await openBundle(dir, { threads });
 let longest: EncodedRow | null = null;
 for await (const r of readArenaCsv('../shared/data/alpaca-pairs-dev.csv.gz', 200)) {
   const e = bundle.preprocessor.encode(r.comparison);

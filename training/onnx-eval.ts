@@ -1,62 +1,36 @@
-// Loads a bundle directory (model.onnx + tokenizer.json + preference.json) through core/ and
-// onnxruntime-node, the same path the server takes, and scores / evaluates / parity-checks it.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import {
-  createPreprocessor,
-  createTokenizer,
-  resolvePreferenceConfig,
-  swapComparison,
-  type Comparison,
-  type EncodedRow,
-  type PreferenceConfig,
-  type Preprocessor,
-} from '../core/index.ts';
-import { padBatch } from '../core/batch.ts';
-import { probsFromSeqCls, type Probs } from '../core/postprocess.ts';
+// Opens a bundle directory through runtime/node (the server's bundle loader and session options)
+// and core's batch path, and scores / evaluates / parity-checks it.
+import { argmax3, rowLogLoss } from '../core/metrics.ts';
+import type { Probs } from '../core/postprocess.ts';
+import { swapComparison, type Preprocessor } from '../core/preprocess.ts';
+import { runBatch } from '../core/run-batch.ts';
+import type { EncodedRow, PreferenceConfig } from '../core/types.ts';
+import { CPU, createSession, loadBundle, type NodeSession } from '../runtime/node/index.ts';
 import { readArenaCsv, type LabelIndex } from './arena-csv.ts';
-import { argmax3, rowLogLoss } from '../client/metrics.ts';
-import { inputNames, ortFeeds } from '../server/backends/ort-feeds.ts';
-import { sessionOptions } from '../server/backends/session-options.ts';
 
-export interface LoadedBundle {
+export interface OpenBundle {
   readonly config: PreferenceConfig;
   readonly preprocessor: Preprocessor;
-  readonly session: ort.InferenceSession;
-  /** Scores rows as one padded batch. */
+  readonly session: NodeSession;
+  /** Scores rows as one padded batch, with the bundle's head (seq-cls or label-token). */
   score(rows: readonly EncodedRow[]): Promise<Probs[]>;
   close(): Promise<void>;
 }
 
-export async function loadBundle(dir: string, opts: { threads?: number } = {}): Promise<LoadedBundle> {
-  const config = resolvePreferenceConfig(JSON.parse(readFileSync(join(dir, 'preference.json'), 'utf8')));
-  const tokenizer = createTokenizer(JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')));
-  const preprocessor = createPreprocessor(config, tokenizer);
-  const cpu = { name: 'cpu', provider: 'cpu', deviceId: 0 } as const;
-  const session = await ort.InferenceSession.create(
-    join(dir, 'model.onnx'),
-    sessionOptions(cpu, opts.threads ?? 2) as ort.InferenceSession.SessionOptions,
-  );
-  if (config.head.kind !== 'seq-cls') throw new Error('training bundles use a seq-cls head');
-  const output = config.head.output;
+export async function openBundle(dir: string, opts: { threads?: number } = {}): Promise<OpenBundle> {
+  const { config, preprocessor, modelPath } = loadBundle(dir);
+  const session = await createSession(modelPath, CPU, opts.threads ?? 2);
   return {
     config,
     preprocessor,
     session,
-    async score(rows) {
-      const b = padBatch(rows, config.special_tokens);
-      const out = await session.run(ortFeeds(b, inputNames(config)));
-      const logits = out[output];
-      if (!logits) throw new Error(`model has no output ${output}`);
-      return probsFromSeqCls(logits.data as Float32Array, b.batchSize);
-    },
+    score: (rows) => runBatch(session, config, rows),
     close: () => session.release(),
   };
 }
 
 /** Scores rows in length-sorted batches (as the server does); results come back in input order. */
-export async function scoreAll(bundle: LoadedBundle, rows: readonly EncodedRow[], batchSize = 16): Promise<Probs[]> {
+export async function scoreAll(bundle: OpenBundle, rows: readonly EncodedRow[], batchSize = 16): Promise<Probs[]> {
   const order = rows.map((_, i) => i).sort((x, y) => rows[y]!.ids.length - rows[x]!.ids.length);
   const out: Probs[] = new Array(rows.length);
   for (let s = 0; s < order.length; s += batchSize) {
@@ -78,7 +52,7 @@ export interface EvalResult {
 }
 
 /** Log loss, accuracy and side symmetry of a bundle on a labeled CSV split. */
-export async function evaluateCsv(bundle: LoadedBundle, csv: string, limit = Infinity): Promise<EvalResult> {
+export async function evaluateCsv(bundle: OpenBundle, csv: string, limit = Infinity): Promise<EvalResult> {
   const t0 = Date.now();
   const fwd: EncodedRow[] = [];
   const swp: EncodedRow[] = [];
@@ -86,7 +60,7 @@ export async function evaluateCsv(bundle: LoadedBundle, csv: string, limit = Inf
   for await (const row of readArenaCsv(csv, limit)) {
     if (row.label === null) throw new Error(`${csv}: unlabeled row ${row.comparison.id}`);
     fwd.push(bundle.preprocessor.encode(row.comparison));
-    swp.push(bundle.preprocessor.encode(swapComparison(row.comparison) as Comparison));
+    swp.push(bundle.preprocessor.encode(swapComparison(row.comparison)));
     labels.push(row.label);
   }
   const p = await scoreAll(bundle, fwd);
@@ -127,7 +101,7 @@ export interface ParityResult {
 }
 
 /** Re-encodes the reference rows from the CSV through core/ and compares onnxruntime with PyTorch. */
-export async function checkParity(bundle: LoadedBundle, csv: string, reference: readonly ReferenceRow[]): Promise<ParityResult> {
+export async function checkParity(bundle: OpenBundle, csv: string, reference: readonly ReferenceRow[]): Promise<ParityResult> {
   const byId = new Map(reference.map((r) => [r.id, r] as const));
   const encoded = new Map<string, EncodedRow>();
   for await (const row of readArenaCsv(csv)) {

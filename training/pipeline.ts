@@ -5,13 +5,17 @@
 //   npm run train -- --resume  reuse members already trained from the same shards and arguments
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { encodeSplits } from './encode-splits.ts';
-import { checkParity, evaluateCsv, loadBundle, type EvalResult, type ReferenceRow } from './onnx-eval.ts';
+import { checkParity, evaluateCsv, openBundle, type EvalResult, type OpenBundle, type ParityResult, type ReferenceRow } from './onnx-eval.ts';
 import { canReuseMember, shardsDigest, stampPath, writeStamp } from './member-stamp.ts';
-import { assertPythonTorch, runPython } from './python.ts';
-import { checkTokenizerParity, EDGE_STRINGS, sampleStrings } from './tokenizer-parity.ts';
+import { assertPythonTorch, runPython } from '../platform/python.ts';
+import { checkTokenizerParity, EDGE_STRINGS, sampleStrings, type ParityResult as TokenizerParity } from './tokenizer-parity.ts';
 import { trainTokenizer, writeCorpus } from './tokenizer-train.ts';
+
+/** A Python step of this folder (train.py, export.py). */
+const script = (name: string): string => fileURLToPath(new URL(`./${name}`, import.meta.url));
 
 export interface PipelineOptions {
   readonly data: string;
@@ -112,9 +116,27 @@ interface MemberSummary {
   readonly train_minutes: number;
 }
 
-export async function runPipeline(o: PipelineOptions, log: (m: string) => void = console.log): Promise<PipelineResult> {
-  assertPythonTorch();
-  const t0 = Date.now();
+/** Where a run reads and writes: the data files and the shard folder of each member length. */
+interface RunLayout {
+  readonly trainCsv: string;
+  readonly devCsv: string;
+  readonly hhCsv: string;
+  /** The members' distinct max lengths, ascending. */
+  readonly lengths: readonly number[];
+  readonly maxLength: number;
+  readonly shardDir: (len: number) => string;
+}
+
+/** What exporting and checking parity produced. */
+interface Exported {
+  readonly views: ViewCheck[];
+  readonly reference: ReferenceRow[];
+  readonly bundle: OpenBundle;
+  readonly parity: ParityResult;
+}
+
+/** Per-step minutes: mark(step) records the time since the previous mark and logs it. */
+function stepTimer(log: (m: string) => void): { minutes: Record<string, number>; mark: (step: string) => void } {
   const minutes: Record<string, number> = {};
   let tStep = Date.now();
   const mark = (step: string): void => {
@@ -122,6 +144,11 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
     log(`[pipeline] ${step} done in ${(minutes[step] * 60).toFixed(1)} s`);
     tStep = Date.now();
   };
+  return { minutes, mark };
+}
+
+/** Checks the inputs and creates the output and shard folders. */
+function layoutRun(o: PipelineOptions): RunLayout {
   const csv = (name: string): string => join(o.data, name);
   const trainCsv = csv('alpaca-pairs-train.csv.gz');
   const devCsv = csv('alpaca-pairs-dev.csv.gz');
@@ -133,53 +160,59 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   const shardDir = (len: number): string => join(o.work, `shards-${len}`);
   mkdirSync(o.out, { recursive: true });
   for (const len of lengths) mkdirSync(shardDir(len), { recursive: true });
+  return { trainCsv, devCsv, hhCsv, lengths, maxLength, shardDir };
+}
 
-  // 1. Tokenizer on the train split only, then JS-vs-native id parity.
+/** Step 1: the tokenizer on the train split only, then JS-vs-native id parity. */
+async function buildTokenizer(o: PipelineOptions, l: RunLayout, log: (m: string) => void): Promise<TokenizerParity> {
   const corpus = join(o.work, 'corpus.txt');
-  const lines = await writeCorpus(trainCsv, corpus, o.trainLimit);
+  const lines = await writeCorpus(l.trainCsv, corpus, o.trainLimit);
   const tokPath = join(o.out, 'tokenizer.json');
   const vocab = trainTokenizer(corpus, tokPath, o.vocab);
   rmSync(tokPath + '.raw.json', { force: true });
   rmSync(corpus, { force: true });
   const texts = [
     ...EDGE_STRINGS,
-    ...(await sampleStrings(trainCsv, o.tokenizerParityRows)),
-    ...(await sampleStrings(devCsv, o.tokenizerParityRows)),
+    ...(await sampleStrings(l.trainCsv, o.tokenizerParityRows)),
+    ...(await sampleStrings(l.devCsv, o.tokenizerParityRows)),
   ];
   const tp = await checkTokenizerParity(readFileSync(tokPath, 'utf8'), texts);
   if (tp.mismatches.length > 0) throw new Error(`tokenizer: JS and native ids differ on ${tp.mismatches.length} strings`);
   log(`[pipeline] tokenizer: ${vocab} ids from ${lines} texts; JS == native on ${tp.checked} strings`);
-  mark('tokenizer');
+  return tp;
+}
 
-  // 2. Shards through core/, one set per member length; the bundle's preference.json is the longest.
+/** Step 2: shards through core/, one set per member length; the bundle's preference.json is the longest. */
+async function encodeShards(o: PipelineOptions, l: RunLayout, log: (m: string) => void): Promise<void> {
   // Each length is encoded by core/ itself rather than cut from the longest: shorter members train on
   // the ids core/ produces, and those are what export.py checks the graph's own cut against.
-  for (const len of lengths) {
+  for (const len of l.lengths) {
     await encodeSplits({
       bundleDir: o.out,
-      shardDir: shardDir(len),
+      shardDir: l.shardDir(len),
       maxLength: len,
-      writePreference: len === maxLength,
+      writePreference: len === l.maxLength,
       name: o.name,
       version: o.version,
       splits: [
-        { split: 'train', csv: trainCsv, ...(o.trainLimit === undefined ? {} : { limit: o.trainLimit }) },
-        { split: 'dev', csv: devCsv, ...(o.devLimit === undefined ? {} : { limit: o.devLimit }) },
+        { split: 'train', csv: l.trainCsv, ...(o.trainLimit === undefined ? {} : { limit: o.trainLimit }) },
+        { split: 'dev', csv: l.devCsv, ...(o.devLimit === undefined ? {} : { limit: o.devLimit }) },
       ],
       log,
     });
   }
-  mark('shards');
+}
 
-  // 3. Train the ensemble members, each on the shards of its length.
-  const digests = new Map(lengths.map((len) => [len, shardsDigest(shardDir(len))]));
+/** Step 3: train the ensemble members, each on the shards of its length (or reuse them under --resume). */
+async function trainMembers(o: PipelineOptions, l: RunLayout, log: (m: string) => void): Promise<{ ckpts: string[]; training: MemberSummary[]; reused: number[] }> {
+  const digests = new Map(l.lengths.map((len) => [len, shardsDigest(l.shardDir(len))]));
   const ckpts: string[] = [];
   const training: MemberSummary[] = [];
   const reused: number[] = [];
   for (const [m, member] of o.members.entries()) {
     const ckpt = join(o.work, `model${m}.pt`);
     const args = [
-      '--shards', shardDir(member.maxLength), '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
+      '--shards', l.shardDir(member.maxLength), '--out', ckpt, '--epochs', String(o.epochs), '--batch', String(o.batch), '--lr', String(o.lr),
       '--dropout', String(o.dropout), '--d', String(o.d), '--layers', String(o.layers), '--heads', String(o.heads),
       '--ffn', String(o.ffn), '--dev-eval-rows', String(o.devEvalRows), '--evals-per-epoch', String(o.evalsPerEpoch),
       '--max-minutes', String(o.maxMinutes), '--seed', String(member.seed),
@@ -190,34 +223,39 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
       reused.push(m);
     } else {
       rmSync(stampPath(o.work, m), { force: true }); // an interrupted retrain must not look finished
-      await runPython('train.py', args, (l) => log(`  [member ${m}] ${l}`));
+      await runPython(script('train.py'), args, (line) => log(`  [member ${m}] ${line}`));
       writeStamp(o.work, m, stamp);
     }
     ckpts.push(ckpt);
     training.push(JSON.parse(readFileSync(join(o.work, `model${m}.json`), 'utf8')) as MemberSummary);
   }
-  mark('train');
+  return { ckpts, training, reused };
+}
 
-  // 4. Export + 5. parity with onnxruntime-node on 256 dev rows re-encoded through core/.
+/** Step 4: export + 5: parity with onnxruntime-node on 256 dev rows re-encoded through core/. */
+async function exportAndCheck(o: PipelineOptions, l: RunLayout, ckpts: readonly string[], log: (m: string) => void): Promise<Exported> {
   const refPath = join(o.work, 'reference.json');
   const views: ViewCheck[] = [];
-  await runPython('export.py', ['--ckpt', ...ckpts, '--shards', shardDir(maxLength),
-    ...lengths.filter((len) => len < maxLength).flatMap((len) => ['--view-shards', shardDir(len)]), '--onnx', join(o.out, 'model.onnx'),
-    '--reference', refPath, '--rows', '256', ...(o.fp16Weights ? ['--fp16-weights'] : [])], (l) => {
-    log(`  ${l}`);
-    if (l.startsWith('{"view_max_length"')) views.push(JSON.parse(l) as ViewCheck);
+  await runPython(script('export.py'), ['--ckpt', ...ckpts, '--shards', l.shardDir(l.maxLength),
+    ...l.lengths.filter((len) => len < l.maxLength).flatMap((len) => ['--view-shards', l.shardDir(len)]), '--onnx', join(o.out, 'model.onnx'),
+    '--reference', refPath, '--rows', '256', ...(o.fp16Weights ? ['--fp16-weights'] : [])], (line) => {
+    log(`  ${line}`);
+    if (line.startsWith('{"view_max_length"')) views.push(JSON.parse(line) as ViewCheck);
   });
   const reference = (JSON.parse(readFileSync(refPath, 'utf8')) as { rows: ReferenceRow[] }).rows;
-  const bundle = await loadBundle(o.out);
-  const parity = await checkParity(bundle, devCsv, reference);
+  const bundle = await openBundle(o.out);
+  const parity = await checkParity(bundle, l.devCsv, reference);
   log(`[pipeline] parity ${JSON.stringify(parity)}`);
   if (parity.id_mismatches > 0 || !(parity.max_abs_diff <= 1e-4)) throw new Error(`ONNX parity failed: ${JSON.stringify(parity)}`);
-  mark('export');
+  return { views, reference, bundle, parity };
+}
 
-  // 6. Evaluation through core/ + onnxruntime-node; latency of one max-length row.
-  const dev = await evaluateCsv(bundle, devCsv, o.devLimit);
+/** Step 6: evaluation through core/ + onnxruntime-node; latency of one max-length row. Closes the bundle. */
+async function evaluate(o: PipelineOptions, l: RunLayout, e: Exported, log: (m: string) => void): Promise<{ dev: EvalResult; hh: EvalResult | null; latency: number }> {
+  const { bundle, reference } = e;
+  const dev = await evaluateCsv(bundle, l.devCsv, o.devLimit);
   log(`[pipeline] dev ${JSON.stringify(dev)}`);
-  const hh = existsSync(hhCsv) ? await evaluateCsv(bundle, hhCsv, o.hhLimit) : null;
+  const hh = existsSync(l.hhCsv) ? await evaluateCsv(bundle, l.hhCsv, o.hhLimit) : null;
   log(`[pipeline] hh-harmless ${JSON.stringify(hh)}`);
   const longest = reference.reduce((a, r) => (r.ids.length > a.ids.length ? r : a));
   const row = { ids: Int32Array.from(longest.ids), truncated: false, features: longest.features && Float32Array.from(longest.features) };
@@ -227,28 +265,49 @@ export async function runPipeline(o: PipelineOptions, log: (m: string) => void =
   for (let i = 0; i < runs; i++) await bundle.score([row]);
   const latency = (performance.now() - tl) / runs;
   await bundle.close();
-  mark('eval');
+  return { dev, hh, latency };
+}
 
-  // 7. Golden rows: PyTorch probabilities at export, checked by test/training/default-model.test.ts.
+/** Step 7: golden rows: PyTorch probabilities at export, checked by test/training/default-model.test.ts. */
+function writeGolden(o: PipelineOptions, reference: readonly ReferenceRow[]): void {
   const golden = {
     source: 'alpaca-pairs-dev.csv.gz',
     note: 'ids from core/ and probabilities from PyTorch at export; the test re-encodes these rows and checks both',
     rows: reference.slice(0, o.goldenRows).map((r) => ({ id: r.id, ids: r.ids, probs: r.probs })),
   };
   writeFileSync(join(o.out, 'golden.json'), JSON.stringify(golden) + '\n');
+}
+
+export async function runPipeline(o: PipelineOptions, log: (m: string) => void = console.log): Promise<PipelineResult> {
+  assertPythonTorch();
+  const t0 = Date.now();
+  const { minutes, mark } = stepTimer(log);
+  const l = layoutRun(o);
+  const tp = await buildTokenizer(o, l, log);
+  mark('tokenizer');
+  await encodeShards(o, l, log);
+  mark('shards');
+  const { ckpts, training, reused } = await trainMembers(o, l, log);
+  mark('train');
+  const exported = await exportAndCheck(o, l, ckpts, log);
+  mark('export');
+  const { dev, hh, latency } = await evaluate(o, l, exported, log);
+  mark('eval');
+
+  writeGolden(o, exported.reference);
   const bytes = ['model.onnx', 'tokenizer.json', 'preference.json'].reduce((s, f) => s + statSync(join(o.out, f)).size, 0);
   const result: PipelineResult = {
     minutes: { ...minutes, total: (Date.now() - t0) / 60000 },
     dev,
     hh,
-    parity,
+    parity: exported.parity,
     tokenizer_parity: { checked: tp.checked, mismatches: tp.mismatches.length },
     latency_ms_one_row: latency,
     bundle_bytes: bytes,
     params: training.reduce((n, t) => n + t.params, 0),
     training,
     reused_members: reused,
-    views,
+    views: exported.views,
   };
   writeFileSync(join(o.work, 'metrics.json'), JSON.stringify({ options: o, ...result }, null, 2) + '\n');
   copyFileSync(join(o.work, 'metrics.json'), join(o.out, 'metrics.json'));

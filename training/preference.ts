@@ -2,6 +2,7 @@
 // tokens (one id each, so the model can find the three segments), budget truncation so both
 // responses stay visible, and core/'s full feature set.
 import { FEATURE_NAMES } from '../core/features.ts';
+import { LABELS } from '../core/types.ts';
 import { specialId } from './tokenizer-train.ts';
 
 export interface TokenizerJsonLike {
@@ -34,7 +35,7 @@ export function preferenceJson(tok: TokenizerJsonLike, opts: { name: string; ver
   return {
     name: opts.name,
     version: opts.version,
-    labels: ['winner_model_a', 'winner_model_b', 'winner_tie'],
+    labels: [...LABELS],
     parser: { kind: 'json', turns: 'all', null_turn: '', lone_surrogates: 'drop', turn_joiner: '\n\n' },
     template: {
       preset: null,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { readArenaFile, type LabelIndex } from '../../client/index.ts';
+import { readArenaFile, type LabelIndex } from '../../datasets/arena-file.ts';
 import { fixtureBundle, SHARED_DATA, tempDir } from '../client/helpers.ts';
 import { readSubmission, runCli } from './run-cli.ts';
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readArenaFile } from '../../client/index.ts';
+import { readArenaFile } from '../../datasets/arena-file.ts';
 import type { RunningServer } from '../../server/server.ts';
 import { fixtureBundle, SHARED_DATA, startFixtureServer, tempDir } from '../client/helpers.ts';
 import { readSubmission, runCli } from './run-cli.ts';

@@ -3,7 +3,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, type RunningServer } from '../../server/server.ts';
+import { serveModel } from '../../cli/wiring.ts';
+import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 export function tempDir(): { dir: string; cleanup: () => void } {
@@ -17,7 +18,7 @@ export function fixtureBundle(dir: string): string {
 }
 
 export function startFixtureServer(modelDir: string, port = 0): Promise<RunningServer> {
-  return startServer({ modelDir, port, devices: 'cpu', intraOpThreads: 1 });
+  return serveModel({ modelDir, port, devices: 'cpu', intraOpThreads: 1 });
 }
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;

@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { padBatch } from '../../core/batch.ts';
 import { probsFromLabelTokens, probsFromSeqCls, type Probs } from '../../core/postprocess.ts';
 import type { Comparison } from '../../core/types.ts';
-import { loadBundle } from '../../server/bundle.ts';
+import { loadBundle } from '../../runtime/node/index.ts';
 
 export interface Reference {
   score(row: Comparison): Promise<Probs>;

@@ -1,7 +1,7 @@
 // Rows of the real Arena-schema data in ../shared/data (never copied into the repo), read with the
 // product's own reader.
 import { existsSync } from 'node:fs';
-import { readRawRows } from '../../client/arena-file.ts';
+import { readRawRows } from '../../datasets/arena-file.ts';
 import type { Comparison } from '../../core/types.ts';
 
 export const SHARED_DATA = new URL('../../../shared/data/', import.meta.url);

@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { loadScorer } from '../../server/scorer.ts';
-import { loadBundle } from '../../server/bundle.ts';
-import { CUDA_INSTALL_HINT, resolveDevices } from '../../server/devices.ts';
+import { loadNodeScorer } from '../../cli/wiring.ts';
+import { loadBundle } from '../../runtime/node/index.ts';
+import { CUDA_INSTALL_HINT, resolveDevices } from '../../runtime/node/index.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 function bundleWith(edit: (pref: Record<string, unknown>) => void, opts: Parameters<typeof writeFixtureBundle>[1] = {}): string {
@@ -28,7 +28,7 @@ describe('bundle validation against the ONNX graph', () => {
   ];
   for (const [what, dir, message] of cases) {
     test(`a bundle that ${what} fails at load with a message saying so`, async () => {
-      await assert.rejects(loadScorer({ modelDir: dir, devices: 'cpu' }), (e: Error) => {
+      await assert.rejects(loadNodeScorer({ modelDir: dir, devices: 'cpu' }), (e: Error) => {
         assert.match(e.message, /model\.onnx does not match preference\.json/);
         assert.match(e.message, message);
         return true;

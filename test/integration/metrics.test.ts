@@ -4,13 +4,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startServer } from '../../server/server.ts';
+import { serveModel } from '../../cli/wiring.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
 
 test('metrics count rows by outcome and report device work', async () => {
   const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
-  const server = await startServer({ modelDir: dir, port: 0, devices: 'cpu', metricsPort: 0 });
+  const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', metricsPort: 0 });
   const client = testClient(server.address);
   try {
     assert.ok(server.metricsPort && server.metricsPort > 0);

@@ -10,7 +10,8 @@ import { credentials, loadPackageDefinition, type Client } from '@grpc/grpc-js';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import type { Comparison as CoreComparison } from '../../core/types.ts';
 import type { Comparison, Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
-import { startServer, type RunningServer } from '../../server/server.ts';
+import { serveModel } from '../../cli/wiring.ts';
+import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire, type TestClient } from '../helpers/grpc-client.ts';
 import { referenceFor, type Reference } from '../helpers/reference.ts';
@@ -58,7 +59,7 @@ describe('gRPC server (fixture model, --devices cpu)', () => {
   before(async () => {
     bundleDir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
     // A small budget forces many batches with padding, so batching must not change results.
-    server = await startServer({ modelDir: bundleDir, port: 0, devices: 'cpu', batching: { maxBatchTokens: 2048 } });
+    server = await serveModel({ modelDir: bundleDir, port: 0, devices: 'cpu', batching: { maxBatchTokens: 2048 } });
     client = testClient(server.address);
     reference = await referenceFor(bundleDir);
   });
@@ -199,7 +200,7 @@ describe('gRPC server with other heads', () => {
   for (const variant of [{ head: 'label-token' as const }, { numFeatures: 29 }]) {
     test(`${JSON.stringify(variant)}: server equals the in-process session within 1e-6`, async () => {
       const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), variant).dir;
-      const server = await startServer({ modelDir: dir, port: 0, devices: 'cpu', batching: { maxBatchTokens: 1024 } });
+      const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', batching: { maxBatchTokens: 1024 } });
       const client = testClient(server.address);
       const reference = await referenceFor(dir);
       try {
@@ -221,7 +222,7 @@ describe('gRPC server with other heads', () => {
 describe('tokenizer worker threads (--preprocess-threads 2)', () => {
   test('give the same predictions and per-row errors as tokenizing on the event loop', async () => {
     const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
-    const server = await startServer({ modelDir: dir, port: 0, devices: 'cpu', preprocessThreads: 2 });
+    const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', preprocessThreads: 2 });
     const client = testClient(server.address);
     const reference = await referenceFor(dir);
     try {
@@ -252,7 +253,7 @@ describe('tokenizer worker threads (--preprocess-threads 2)', () => {
 describe('two devices (--devices cpu,cpu)', () => {
   test('1,000 arena-hard rows reach both sessions; their token totals differ by at most 10%', async () => {
     const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), { preference: { truncation: { max_length: 512 } } }).dir;
-    const server = await startServer({ modelDir: dir, port: 0, devices: 'cpu,cpu', batching: { maxBatchTokens: 4096 } });
+    const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu,cpu', batching: { maxBatchTokens: 4096 } });
     const client = testClient(server.address);
     try {
       const rows = (await readArena('arena-hard-pairs.csv.gz', 1000)).map((r) =>

@@ -10,8 +10,9 @@ import { after, test } from 'node:test';
 import { readArena } from '../helpers/shared-data.ts';
 import { LABELS, type Comparison } from '../../core/types.ts';
 import { PairwisePreferenceClient, type ModelInfo, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
-import { loadScorer } from '../../server/scorer.ts';
-import { startServer, type RunningServer } from '../../server/server.ts';
+import { loadNodeScorer, serveModel } from '../../cli/wiring.ts';
+import { probsOf } from '../../core/result.ts';
+import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -36,7 +37,7 @@ test('--devices webgpu gives the same probabilities as cpu', { timeout: 300_000 
 
   let server: RunningServer;
   try {
-    server = await startServer({ modelDir: dir, host: '127.0.0.1', port: 0, devices: 'webgpu' });
+    server = await serveModel({ modelDir: dir, host: '127.0.0.1', port: 0, devices: 'webgpu' });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     const hint = /adapter/i.test(msg)
@@ -66,7 +67,7 @@ test('--devices webgpu gives the same probabilities as cpu', { timeout: 300_000 
     ),
   );
 
-  const cpu = await loadScorer({ modelDir: dir, devices: 'cpu' });
+  const cpu = await loadNodeScorer({ modelDir: dir, devices: 'cpu' });
   cleanup.push(() => cpu.close());
   const expected = await cpu.score(rows);
 
@@ -75,12 +76,12 @@ test('--devices webgpu gives the same probabilities as cpu', { timeout: 300_000 
     const want = expected[i]!;
     assert.equal(p.id, rows[i]!.id);
     assert.equal(p.error, undefined, `row ${p.id}: ${p.error?.message}`);
-    assert.equal(want.error, null, `cpu row ${want.id}: ${want.error?.message}`);
+    assert.equal(want.error, undefined, `cpu row ${want.id}: ${want.error?.message}`);
     const got = [p.winnerModelA, p.winnerModelB, p.winnerTie];
     assert.ok(Math.abs(got[0]! + got[1]! + got[2]! - 1) <= 1e-6, `row ${p.id}: probabilities sum to ${got[0]! + got[1]! + got[2]!}`);
     for (let k = 0; k < 3; k++) {
-      assert.ok(Math.abs(got[k]! - want.probs![k]!) <= TOL, `row ${p.id} ${LABELS[k]}: webgpu ${got[k]} vs cpu ${want.probs![k]}`);
+      assert.ok(Math.abs(got[k]! - probsOf(want)[k]!) <= TOL, `row ${p.id} ${LABELS[k]}: webgpu ${got[k]} vs cpu ${probsOf(want)[k]}`);
     }
-    assert.equal(p.numTokens, want.numTokens);
+    assert.equal(p.numTokens, want.num_tokens);
   });
 });

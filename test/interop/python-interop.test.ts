@@ -11,7 +11,9 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { LABELS, type Comparison } from '../../core/types.ts';
-import { startServer, type RunningServer } from '../../server/server.ts';
+import { serveModel } from '../../cli/wiring.ts';
+import { probsOf } from '../../core/result.ts';
+import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { readArena } from '../helpers/shared-data.ts';
 
@@ -99,7 +101,7 @@ let workDir: string;
 before(async () => {
   workDir = mkdtempSync(join(tmpdir(), 'pairpref-interop-'));
   writeFixtureBundle(join(workDir, 'bundle'));
-  server = await startServer({ modelDir: join(workDir, 'bundle'), host: '127.0.0.1', port: 0, devices: 'cpu' });
+  server = await serveModel({ modelDir: join(workDir, 'bundle'), host: '127.0.0.1', port: 0, devices: 'cpu' });
 });
 
 after(async () => {
@@ -120,9 +122,9 @@ function assertMatches(p: PyPrediction, expected: Awaited<ReturnType<RunningServ
   assert.ok(got.every(Number.isFinite), `row ${p.id}: non-finite ${got}`);
   assert.ok(Math.abs(got[0]! + got[1]! + got[2]! - 1) <= TOL, `row ${p.id}: probabilities sum to ${got[0]! + got[1]! + got[2]!}`);
   for (let k = 0; k < 3; k++) {
-    assert.ok(Math.abs(got[k]! - expected.probs![k]!) <= TOL, `row ${p.id} ${LABELS[k]}: python ${got[k]} vs in-process ${expected.probs![k]}`);
+    assert.ok(Math.abs(got[k]! - probsOf(expected)[k]!) <= TOL, `row ${p.id} ${LABELS[k]}: python ${got[k]} vs in-process ${probsOf(expected)[k]}`);
   }
-  assert.equal(p.num_tokens, expected.numTokens, `row ${p.id}: num_tokens`);
+  assert.equal(p.num_tokens, expected.num_tokens, `row ${p.id}: num_tokens`);
   assert.equal(p.truncated, expected.truncated, `row ${p.id}: truncated`);
 }
 

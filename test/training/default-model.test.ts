@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { loadBundle } from '../../training/onnx-eval.ts';
+import { openBundle } from '../../training/onnx-eval.ts';
 import { readArenaCsv } from '../../training/arena-csv.ts';
 import { EDGE_STRINGS } from '../../training/tokenizer-parity.ts';
 import type { EncodedRow } from '../../core/types.ts';
@@ -43,7 +43,7 @@ test('models/default reproduces the probabilities recorded at export', {
 }, async () => {
   const golden = JSON.parse(readFileSync(join(BUNDLE, 'golden.json'), 'utf8')) as Golden;
   assert.ok(golden.rows.length >= 4);
-  const bundle = await loadBundle(BUNDLE, { threads: 1 });
+  const bundle = await openBundle(BUNDLE, { threads: 1 });
   try {
     const want = new Map(golden.rows.map((r) => [r.id, r] as const));
     const encoded = new Map<string, EncodedRow>();

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FULL, SMOKE, runPipeline } from '../../training/pipeline.ts';
-import { loadBundle } from '../../training/onnx-eval.ts';
+import { openBundle } from '../../training/onnx-eval.ts';
 import { readArenaCsv, swapRow } from '../../training/arena-csv.ts';
-import { runPython } from '../../training/python.ts';
+import { runPython } from '../../platform/python.ts';
 
 const DATA = '../shared/data';
 const hasData = existsSync(join(DATA, 'alpaca-pairs-train.csv.gz'));
@@ -40,7 +41,7 @@ test('training pipeline runs end to end on ~200 rows and the exported bundle ser
     assert.deepEqual(result.views, [{ view_max_length: 64, rows: 2 * (SMOKE.trainLimit! + SMOKE.devLimit!), mismatches: 0 }]);
     assert.ok(Number.isFinite(result.dev.log_loss) && result.dev.log_loss > 0);
 
-    const bundle = await loadBundle(out, { threads: 1 });
+    const bundle = await openBundle(out, { threads: 1 });
     try {
       const rows = [];
       for await (const r of readArenaCsv(join(DATA, 'alpaca-pairs-dev.csv.gz'), 3)) rows.push(r);
@@ -81,7 +82,7 @@ test('training pipeline runs end to end on ~200 rows and the exported bundle ser
     writeFileSync(shard, Buffer.from(ids.buffer));
     const failed: string[] = [];
     await assert.rejects(
-      runPython('export.py', ['--ckpt', join(work, 'model0.pt'), join(work, 'model1.pt'), '--shards', join(work, 'shards-96'),
+      runPython(fileURLToPath(new URL('../../training/export.py', import.meta.url)), ['--ckpt', join(work, 'model0.pt'), join(work, 'model1.pt'), '--shards', join(work, 'shards-96'),
         '--view-shards', join(work, 'shards-64'), '--onnx', join(root, 'x.onnx'), '--reference', join(root, 'x.json')], (l) => failed.push(l)),
       /export\.py exited with 1/,
     );

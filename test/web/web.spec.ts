@@ -11,10 +11,13 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import type { Probs } from '../../core/postprocess.ts';
 import type { Comparison } from '../../core/types.ts';
-import { loadBundle } from '../../server/bundle.ts';
-import type { RowResult } from '../../server/scorer.ts';
-import { startServer, type RunningServer } from '../../server/server.ts';
+import { loadBundle } from '../../runtime/node/index.ts';
+import { probsOf, type Prediction } from '../../core/result.ts';
+import { serveModel } from '../../cli/wiring.ts';
+import type { RunningServer } from '../../server/server.ts';
 import type { EngineInfo, ScoredRow } from '../../web/src/engine.ts';
+import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { referenceFor } from '../helpers/reference.ts';
 import { readArena, type RawRow } from '../helpers/shared-data.ts';
 import { ARTIFACTS, buildAndPreview, bundleForTests, launchBrowser, openPage, startDev, type WebServer } from './harness.ts';
 
@@ -33,7 +36,7 @@ const outDir = mkdtempSync(join(tmpdir(), 'pairpref-web-dist-'));
 
 let web: WebServer;
 let server: RunningServer;
-let serverResults: RowResult[];
+let serverResults: Prediction[];
 const cleanup: Array<() => Promise<void> | void> = [];
 
 before(async () => {
@@ -42,10 +45,10 @@ before(async () => {
   if (bundle.kind === 'fixture') cleanup.push(() => rmSync(bundle.dir, { recursive: true, force: true }));
   web = await buildAndPreview(bundle.dir, outDir);
   cleanup.push(() => web.close(), () => rmSync(outDir, { recursive: true, force: true }));
-  server = await startServer({ modelDir: bundle.dir, port: 0, devices: 'cpu' });
+  server = await serveModel({ modelDir: bundle.dir, port: 0, devices: 'cpu' });
   cleanup.push(() => server.close());
   serverResults = await server.scorer.score(rows);
-  for (const r of serverResults) assert.equal(r.error, null, `server failed on row ${r.id}`);
+  for (const r of serverResults) assert.equal(r.error, undefined, `server failed on row ${r.id}: ${r.error?.message}`);
 });
 
 after(async () => {
@@ -58,18 +61,18 @@ function nodeIds(rs: readonly Comparison[]): number[][] {
   return rs.map((r) => Array.from(pre.encode(r).ids));
 }
 
-function assertParity(got: readonly ScoredRow[], want: readonly RowResult[], tol: number, provider: string): void {
+function assertParity(got: readonly ScoredRow[], want: readonly Prediction[], tol: number, provider: string): void {
   assert.equal(got.length, want.length);
   const ids = nodeIds(rows);
   let worst = 0;
   got.forEach((g, i) => {
     const w = want[i]!;
     assert.equal(g.id, w.id);
-    assert.equal(g.error, null, `row ${g.id}: ${g.error}`);
+    assert.equal(g.error, undefined, `row ${g.id}: ${g.error?.message}`);
     assert.equal(g.provider, provider);
     assert.deepEqual(g.ids, ids[i], `row ${g.id}: token ids differ from core/ in Node`);
-    assert.equal(g.numTokens, w.numTokens);
-    for (let k = 0; k < 3; k++) worst = Math.max(worst, Math.abs(g.probs![k]! - w.probs![k]!));
+    assert.equal(g.num_tokens, w.num_tokens);
+    for (let k = 0; k < 3; k++) worst = Math.max(worst, Math.abs(probsOf(g)[k]! - probsOf(w)[k]!));
   });
   console.log(`# ${provider}: max |browser - server| over ${got.length} rows = ${worst.toExponential(2)} (tolerance ${tol})`);
   assert.ok(worst <= tol, `${provider}: max probability difference ${worst} exceeds ${tol}`);
@@ -134,8 +137,8 @@ describe('browser demo, WebGPU', () => {
 
     const [want] = await server.scorer.score([{ id: 'typed', kind: 'turns', ...TYPED }]);
     const [got] = await page.evaluate(() => window.pairpref!.lastResults);
-    const p = got!.probs!;
-    for (let k = 0; k < 3; k++) assert.ok(Math.abs(p[k]! - want!.probs![k]!) <= WEBGPU_TOL, `typed row: ${p} vs ${want!.probs}`);
+    const p = probsOf(got!);
+    for (let k = 0; k < 3; k++) assert.ok(Math.abs(p[k]! - probsOf(want!)[k]!) <= WEBGPU_TOL, `typed row: ${p} vs ${probsOf(want!)}`);
     const verdict = (await card.locator('.verdict').textContent()) ?? '';
     assert.match(verdict, /^(Response A wins|Response B wins|Tie)$/);
     assert.equal(await card.locator('.bar-row').count(), 3);
@@ -150,7 +153,7 @@ describe('browser demo, WebGPU', () => {
     const got = await page.evaluate(() => window.pairpref!.lastResults);
     got.forEach((g, i) => {
       assert.equal(g.id, rows[i]!.id);
-      for (let k = 0; k < 3; k++) assert.ok(Math.abs(g.probs![k]! - serverResults[i]!.probs![k]!) <= WEBGPU_TOL);
+      for (let k = 0; k < 3; k++) assert.ok(Math.abs(probsOf(g)[k]! - probsOf(serverResults[i]!)[k]!) <= WEBGPU_TOL);
     });
     assert.match((await page.locator('#summary').textContent()) ?? '', new RegExp(`^${CSV_ROWS} of ${CSV_ROWS} rows · A wins \\d+ · B wins \\d+ · tie \\d+$`));
     assert.equal(await page.locator('#error').isVisible(), false);
@@ -235,8 +238,8 @@ describe('npm run web (Vite dev server)', () => {
     const { page, info } = await openPage(context, dev.url);
     assert.equal(info.provider, 'wasm');
     const [got] = await scoreInPage(page, rows.slice(0, 1));
-    const want: Probs = serverResults[0]!.probs!;
-    for (let k = 0; k < 3; k++) assert.ok(Math.abs(got!.probs![k]! - want[k]!) <= WASM_TOL);
+    const want: Probs = probsOf(serverResults[0]!);
+    for (let k = 0; k < 3; k++) assert.ok(Math.abs(probsOf(got!)[k]! - want[k]!) <= WASM_TOL);
   });
 
   test('a bundle that is not there: the page says the model could not be loaded', { timeout: TIMEOUT }, async () => {
@@ -252,4 +255,31 @@ describe('npm run web (Vite dev server)', () => {
     assert.match((await page.locator('#engine').textContent()) ?? '', /Model not loaded/);
     assert.equal(await page.locator('#score').isDisabled(), true);
   });
+});
+
+describe('a label-token bundle in the page', () => {
+  // The head picks the label tokens' logits at each row's last real position of [batch, seq, vocab]
+  // logits; compared with test/helpers/reference.ts, a separate computation in Node.
+  for (const webgpu of [false, true]) {
+    test(`scores like the Node reference (${webgpu ? 'webgpu' : 'wasm'})`, { timeout: TIMEOUT }, async () => {
+      const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-web-lt-')), { head: 'label-token', preference: { truncation: { max_length: 128 } } }).dir;
+      cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+      const reference = await referenceFor(dir);
+      cleanup.push(() => reference.release());
+      const dev = await startDev(dir);
+      cleanup.push(() => dev.close());
+      const { browser, context } = await launchBrowser({ webgpu });
+      cleanup.push(() => browser.close());
+      const { page, info } = await openPage(context, dev.url);
+      assert.equal(info.provider, webgpu ? 'webgpu' : 'wasm', `provider: ${info.fallbackReason}`);
+      const some = rows.slice(0, 6);
+      const got = await scoreInPage(page, some);
+      for (const [i, g] of got.entries()) {
+        assert.equal(g.error, undefined, `row ${g.id}: ${g.error?.message}`);
+        const want = await reference.score(some[i]!);
+        const tol = webgpu ? WEBGPU_TOL : WASM_TOL;
+        for (let k = 0; k < 3; k++) assert.ok(Math.abs(probsOf(g)[k]! - want[k]!) <= tol, `row ${g.id}: ${probsOf(g)} vs ${want}`);
+      }
+    });
+  }
 });

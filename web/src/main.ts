@@ -100,8 +100,8 @@ async function scoreFromUi(rows: readonly Comparison[]): Promise<void> {
       },
     });
     hook.lastResults = scored;
-    const failed = scored.filter((r) => r.error !== null);
-    if (failed.length > 0) showError(`${failed.length} of ${scored.length} rows could not be scored; see the rows marked "Not scored". First: ${failed[0]!.error}`);
+    const failed = scored.filter((r) => r.error);
+    if (failed.length > 0) showError(`${failed.length} of ${scored.length} rows could not be scored; see the rows marked "Not scored". First: ${failed[0]!.error!.message}`);
   } catch (e) {
     showError(`Scoring failed: ${e instanceof Error ? e.message : String(e)}`);
   } finally {

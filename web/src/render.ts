@@ -1,7 +1,8 @@
 // Result cards: the predicted winner first, then A / B / tie as labelled bars, then the details
 // (tokens, latency, provider). Plain DOM, no framework.
-import { argmax3 } from '../../client/metrics.ts';
+import { argmax3 } from '../../core/metrics.ts';
 import type { Probs } from '../../core/postprocess.ts';
+import { probsOf } from '../../core/result.ts';
 import type { ScoredRow } from './engine.ts';
 
 const LABELS = [
@@ -32,13 +33,13 @@ function renderRow(r: ScoredRow, index: number): HTMLLIElement {
   const head = document.createElement('div');
   head.className = 'result-head';
   head.append(span('row-id', `#${index + 1} · ${r.id}`));
-  if (r.error !== null || r.probs === null) {
+  if (r.error) {
     li.classList.add('failed');
     head.append(span('verdict verdict-error', 'Not scored'));
-    li.append(head, span('row-error', r.error ?? 'no probabilities'));
+    li.append(head, span('row-error', r.error.message));
     return li;
   }
-  const p = r.probs;
+  const p = probsOf(r);
   const w = argmax3(p);
   head.append(span(`verdict verdict-${LABELS[w]!.cls}`, winnerText(p)));
   const bars = document.createElement('div');
@@ -58,7 +59,7 @@ function renderRow(r: ScoredRow, index: number): HTMLLIElement {
   meta.append(
     span('provider', r.provider),
     span('', `${ms(r.latencyMs)}${r.batchSize > 1 ? ` for a batch of ${r.batchSize}` : ''}`),
-    span('', `${r.numTokens} tokens${r.truncated ? ' (truncated)' : ''}`),
+    span('', `${r.num_tokens} tokens${r.truncated ? ' (truncated)' : ''}`),
   );
   li.append(head, bars, meta);
   return li;
@@ -69,9 +70,9 @@ export function renderResults(list: HTMLElement, rows: readonly ScoredRow[]): vo
 }
 
 export function summaryText(rows: readonly ScoredRow[], total: number): string {
-  const ok = rows.filter((r) => r.probs !== null);
+  const ok = rows.filter((r) => !r.error);
   const counts = [0, 0, 0];
-  for (const r of ok) counts[argmax3(r.probs!)]!++;
+  for (const r of ok) counts[argmax3(probsOf(r))]!++;
   const failed = rows.length - ok.length;
   const parts = [`${rows.length} of ${total} rows`, `A wins ${counts[0]}`, `B wins ${counts[1]}`, `tie ${counts[2]}`];
   if (failed > 0) parts.push(`${failed} not scored`);

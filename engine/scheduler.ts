@@ -3,15 +3,10 @@
 // the fewest outstanding (queued + running) tokens, so identical devices get about the same work
 // (the reference pipelines dealt sorted rows alternately to two GPUs). A partial batch waits up to
 // maxQueueDelayMs for more rows, and only goes out when a device is idle.
+import type { BatchingOptions } from '../core/batch.ts';
 import type { EncodedRow } from '../core/types.ts';
 
-export interface BatchingOptions {
-  /** Padded tokens per batch (rows x longest row). A single longer row still runs alone. */
-  readonly maxBatchTokens: number;
-  readonly maxBatchSize: number;
-  /** How long a row may wait for a fuller batch while a device is free. */
-  readonly maxQueueDelayMs: number;
-}
+export type { BatchingOptions };
 
 /** Runs one batch on one device; resolves with one result per row, in order. */
 export interface BatchExecutor<R> {

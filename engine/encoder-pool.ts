@@ -1,9 +1,11 @@
-// Tokenization off the event loop: worker threads that each load the bundle's preprocessing.
+// Tokenization off the event loop: worker threads that each build the bundle's preprocessing from
+// its source (config and tokenizer as plain data, so no worker reads the disk).
 // Worth it where the model is fast (GPUs) and tokenizing on one thread would cap throughput.
 import type { Worker } from 'node:worker_threads';
+import type { BundleSource } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
 import type { Encoded, RowEncoder } from './encoder.ts';
-import { startTsWorker } from './worker-thread.ts';
+import { startTsWorker } from '../platform/worker-thread.ts';
 
 export interface EncoderRequest {
   readonly seq: number;
@@ -31,13 +33,13 @@ function failed(rows: number, e: Error): Encoded[] {
   return Array.from({ length: rows }, () => ({ ok: false, input: false, field: '', message: e.message }) as const);
 }
 
-export async function startEncoderPool(bundleDir: string, threads: number): Promise<RowEncoder> {
+export async function startEncoderPool(source: BundleSource, threads: number): Promise<RowEncoder> {
   let seq = 0;
   let failure: Error | null = null;
   const workers: PoolWorker[] = await Promise.all(
     Array.from({ length: threads }, () =>
       new Promise<PoolWorker>((resolve, reject) => {
-        const w: PoolWorker = { worker: startTsWorker(MODULE, { bundleDir }), pendingRows: 0, waiting: new Map() };
+        const w: PoolWorker = { worker: startTsWorker(MODULE, { config: source.config, tokenizerJson: source.tokenizerJson, tokenizerConfig: source.tokenizerConfig } satisfies BundleSource), pendingRows: 0, waiting: new Map() };
         w.worker.on('message', (m: EncoderReply) => {
           if (m.seq === -1) return resolve(w);
           const wait = w.waiting.get(m.seq);

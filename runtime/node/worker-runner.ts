@@ -1,9 +1,11 @@
 // Main-thread side of a device worker: a ModelRunner whose session lives in its own thread.
-import type { PaddedBatch } from '../../core/batch.ts';
-import type { DeviceSpec, FeedNames, GraphSignature, ModelRunner, RunOutput } from './runner.ts';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
-import { startTsWorker } from '../worker-thread.ts';
+import type { GraphSignature } from '../../core/graph.ts';
+import type { Probs } from '../../core/postprocess.ts';
+import type { DeviceSpec, ModelRunner } from '../../core/runtime.ts';
+import type { EncodedRow, PreferenceConfig } from '../../core/types.ts';
+import { startTsWorker } from '../../platform/worker-thread.ts';
 import { sessionOptions } from './session-options.ts';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
 
 const MODULE = new URL('./device-worker.ts', import.meta.url);
 
@@ -11,6 +13,7 @@ export interface WorkerRunnerOptions {
   readonly modelPath: string;
   readonly device: DeviceSpec;
   readonly intraOpThreads: number;
+  readonly config: PreferenceConfig;
 }
 
 const WEBGPU_HINT =
@@ -22,10 +25,16 @@ function hintFor(device: DeviceSpec): string {
   return device.provider === 'webgpu' ? WEBGPU_HINT : '';
 }
 
+function unflatten(flat: Float64Array): Probs[] {
+  const out: Probs[] = new Array(flat.length / 3);
+  for (let i = 0; i < out.length; i++) out[i] = [flat[3 * i]!, flat[3 * i + 1]!, flat[3 * i + 2]!];
+  return out;
+}
+
 export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<ModelRunner> {
-  const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads) };
+  const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads), config: opts.config };
   const worker = startTsWorker(MODULE, init);
-  const pending = new Map<number, { resolve: (o: RunOutput) => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, { resolve: (o: Probs[]) => void; reject: (e: Error) => void }>();
   let seq = 0;
   let dead: Error | null = null;
 
@@ -44,7 +53,7 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
     const p = pending.get(m.seq);
     if (!p) return;
     pending.delete(m.seq);
-    if (m.type === 'result') p.resolve({ data: m.data, dims: m.dims });
+    if (m.type === 'result') p.resolve(unflatten(m.probs));
     else p.reject(new Error(`device ${opts.device.name}: ${m.message}`));
   });
   const failAll = (e: Error): void => {
@@ -59,26 +68,13 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
     device: opts.device,
     intraOpThreads: opts.intraOpThreads,
     signature,
-    run(batch: PaddedBatch, names: FeedNames): Promise<RunOutput> {
+    run(rows: readonly EncodedRow[]): Promise<Probs[]> {
       if (dead) return Promise.reject(dead);
       const id = seq++;
-      const req: WorkerRequest = {
-        type: 'run',
-        seq: id,
-        names,
-        batchSize: batch.batchSize,
-        seqLen: batch.seqLen,
-        inputIds: batch.inputIds,
-        attentionMask: batch.attentionMask,
-        features: batch.features,
-        numFeatures: batch.numFeatures,
-      };
-      return new Promise<RunOutput>((resolve, reject) => {
+      return new Promise<Probs[]>((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        // Transfer, not copy: the batch arrays are not used again on this thread.
-        const transfer: ArrayBuffer[] = [batch.inputIds.buffer as ArrayBuffer, batch.attentionMask.buffer as ArrayBuffer];
-        if (batch.features) transfer.push(batch.features.buffer as ArrayBuffer);
-        worker.postMessage(req, transfer);
+        // Copied, not transferred: the rows' arrays stay with the caller (numTokens, swap TTA, warm-up).
+        worker.postMessage({ type: 'run', seq: id, rows } satisfies WorkerRequest);
       });
     },
     async close(): Promise<void> {

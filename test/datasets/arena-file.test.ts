@@ -4,8 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { ArenaFileError, countRecords, readArenaFile, type FileRecord } from '../../client/index.ts';
-import { tempDir } from './helpers.ts';
+import { ArenaFileError, countRecords, readArenaFile, type FileRecord } from '../../datasets/arena-file.ts';
+import { tempDir } from '../client/helpers.ts';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());

@@ -1,16 +1,15 @@
 // Streaming readers for Arena-schema files: CSV, CSV.gz, JSONL and JSONL.gz, one record at a time
 // (never the whole file in memory). Every record and every error carries its 1-based line number.
-import { parse, type CsvError } from 'csv-parse';
+import { parse, type CsvError, type Parser } from 'csv-parse';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import type { Comparison, Turns } from '../core/types.ts';
-import { FIELDS } from '../core/types.ts';
+import { FIELDS, LABELS, type Comparison, type LabelIndex, type Turns } from '../core/types.ts';
 
-/** 0 = winner_model_a, 1 = winner_model_b, 2 = winner_tie. */
-export type LabelIndex = 0 | 1 | 2;
-export const LABEL_COLUMNS = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
+export type { LabelIndex };
+/** The label columns of a training file are the label names, in label order. */
+export const LABEL_COLUMNS = LABELS;
 const ID_AND_TEXT = ['id', ...FIELDS] as const;
 
 export interface GoodRecord {
@@ -101,11 +100,12 @@ function blankLinesBefore(raw: string): number {
   return (/^[\r\n]*/.exec(raw)?.[0].match(/\n/g) ?? []).length;
 }
 
-async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRecord> {
+/** The CSV parser over a file, and the end line of the parser's last complete record. */
+function openCsv(path: string): { input: Readable; parser: Parser; progress: { parsedEnd: number } } {
   const input = openText(path);
-  // The parser runs ahead of this loop (buffered records are dropped when it fails), so the line
-  // for a parse error comes from the parser's own last complete record, tracked here.
-  let parsedEnd = 0;
+  // The parser runs ahead of the reading loop (buffered records are dropped when it fails), so the
+  // line for a parse error comes from the parser's own last complete record, tracked here.
+  const progress = { parsedEnd: 0 };
   const parser = input.pipe(
     parse({
       info: true,
@@ -114,12 +114,65 @@ async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRec
       bom: true,
       skip_empty_lines: true,
       on_record: (record: string[], ctx: { lines: number }) => {
-        parsedEnd = ctx.lines;
+        progress.parsedEnd = ctx.lines;
         return record;
       },
     }),
   );
   input.on('error', (e) => parser.destroy(e));
+  return { input, parser, progress };
+}
+
+/** Column index by name from the header record; an ArenaFileError when a needed column is missing. */
+function headerColumns(path: string, record: string[], opts: ReadOptions): Record<string, number> {
+  const col: Record<string, number> = Object.fromEntries(record.map((name, i) => [name.trim(), i]));
+  const need = opts.labels ? [...ID_AND_TEXT, ...LABEL_COLUMNS] : ID_AND_TEXT;
+  const missing = need.filter((c) => col[c] === undefined);
+  if (missing.length > 0) {
+    throw new ArenaFileError(path, 1, missing[0] as string, `header lacks column(s) ${missing.join(', ')} (has ${record.join(', ')})`);
+  }
+  return col;
+}
+
+/** One CSV data record (starting at `line`) as a good or bad record. */
+function csvRecord(record: string[], header: string[], col: Record<string, number>, line: number, opts: ReadOptions): FileRecord {
+  const get = (name: string): string | undefined => record[col[name] as number];
+  const id = get('id') ?? null;
+  const bad = (field: string, message: string): BadRecord => ({ ok: false, line, id, field, message });
+  if (record.length !== header.length) {
+    const missing = header.find((_, i) => i >= record.length);
+    return bad(missing ?? '', `record has ${record.length} field(s), the header has ${header.length}${missing ? ` (missing ${header.slice(record.length).join(', ')})` : ''}`);
+  }
+  if (!id) return bad('id', 'id is empty');
+  const texts = FIELDS.map((f) => get(f) as string);
+  const problemAt = texts.findIndex((t) => jsonListProblem(t) !== null);
+  if (problemAt >= 0) return bad(FIELDS[problemAt] as string, `${FIELDS[problemAt]} is ${jsonListProblem(texts[problemAt] as string)}`);
+  let label: LabelIndex | null = null;
+  if (opts.labels) {
+    const l = labelOf(LABEL_COLUMNS.map((c) => get(c)));
+    if (!('label' in l)) return bad(l.field, l.message);
+    label = l.label;
+  }
+  // Raw: the JSON-list strings go to the model byte for byte, as the reference pipelines read them.
+  const [prompt, response_a, response_b] = texts as [string, string, string];
+  return { ok: true, line, comparison: { id, kind: 'raw', prompt, response_a, response_b }, label };
+}
+
+/** A failure while reading a CSV file as an ArenaFileError with the line it happened at. */
+function csvReadError(path: string, e: unknown, parsedEnd: number): ArenaFileError {
+  if (e instanceof ArenaFileError) return e;
+  const err = e as CsvError & { code?: string };
+  const what =
+    err.code === 'CSV_QUOTE_NOT_CLOSED'
+      ? `unterminated quoted field (runs to the end of the file): ${err.message}`
+      : err.code === 'CSV_INVALID_CLOSING_QUOTE'
+        ? `unterminated or stray quote in a quoted field: ${err.message}`
+        : err.message;
+  return new ArenaFileError(path, parsedEnd + 1 + blankLinesBefore(typeof err.raw === 'string' ? err.raw : ''), '', what);
+}
+
+async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRecord> {
+  const { input, parser, progress } = openCsv(path);
   let header: string[] | null = null;
   let col: Record<string, number> = {};
   let lastEnd = 0; // line where the previous record ended; the next starts after it
@@ -129,56 +182,14 @@ async function* readCsv(path: string, opts: ReadOptions): AsyncGenerator<FileRec
       lastEnd = info.lines;
       if (!header) {
         header = record;
-        col = Object.fromEntries(record.map((name, i) => [name.trim(), i]));
-        const need = opts.labels ? [...ID_AND_TEXT, ...LABEL_COLUMNS] : ID_AND_TEXT;
-        const missing = need.filter((c) => col[c] === undefined);
-        if (missing.length > 0) {
-          throw new ArenaFileError(path, 1, missing[0] as string, `header lacks column(s) ${missing.join(', ')} (has ${record.join(', ')})`);
-        }
+        col = headerColumns(path, record, opts);
         continue;
       }
-      const get = (name: string): string | undefined => record[col[name] as number];
-      const id = get('id') ?? null;
-      const bad = (field: string, message: string): BadRecord => ({ ok: false, line, id, field, message });
-      if (record.length !== header.length) {
-        const missing = header.find((_, i) => i >= record.length);
-        yield bad(missing ?? '', `record has ${record.length} field(s), the header has ${header.length}${missing ? ` (missing ${header.slice(record.length).join(', ')})` : ''}`);
-        continue;
-      }
-      if (!id) {
-        yield bad('id', 'id is empty');
-        continue;
-      }
-      const texts = FIELDS.map((f) => get(f) as string);
-      const problemAt = texts.findIndex((t) => jsonListProblem(t) !== null);
-      if (problemAt >= 0) {
-        yield bad(FIELDS[problemAt] as string, `${FIELDS[problemAt]} is ${jsonListProblem(texts[problemAt] as string)}`);
-        continue;
-      }
-      let label: LabelIndex | null = null;
-      if (opts.labels) {
-        const l = labelOf(LABEL_COLUMNS.map((c) => get(c)));
-        if (!('label' in l)) {
-          yield bad(l.field, l.message);
-          continue;
-        }
-        label = l.label;
-      }
-      // Raw: the JSON-list strings go to the model byte for byte, as the reference pipelines read them.
-      const [prompt, response_a, response_b] = texts as [string, string, string];
-      yield { ok: true, line, comparison: { id, kind: 'raw', prompt, response_a, response_b }, label };
+      yield csvRecord(record, header, col, line, opts);
     }
     if (!header) throw new ArenaFileError(path, 1, '', 'file is empty (no header line)');
   } catch (e) {
-    if (e instanceof ArenaFileError) throw e;
-    const err = e as CsvError & { code?: string };
-    const what =
-      err.code === 'CSV_QUOTE_NOT_CLOSED'
-        ? `unterminated quoted field (runs to the end of the file): ${err.message}`
-        : err.code === 'CSV_INVALID_CLOSING_QUOTE'
-          ? `unterminated or stray quote in a quoted field: ${err.message}`
-          : err.message;
-    throw new ArenaFileError(path, parsedEnd + 1 + blankLinesBefore(typeof err.raw === 'string' ? err.raw : ''), '', what);
+    throw csvReadError(path, e, progress.parsedEnd);
   } finally {
     input.destroy();
   }

@@ -1,13 +1,15 @@
-// Runs in a worker thread: loads the bundle's preprocessing and encodes rows sent to it.
+// Runs in a worker thread: builds the bundle's preprocessing and encodes rows sent to it.
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadBundle } from './bundle.ts';
-import { encodeRow, type Encoded } from './encoder.ts';
+import { createPreprocessor } from '../core/preprocess.ts';
+import type { BundleSource } from '../core/runtime.ts';
+import { createTokenizer } from '../core/tokenizer.ts';
 import type { EncoderReply, EncoderRequest } from './encoder-pool.ts';
+import { encodeRow, type Encoded } from './encoder.ts';
 
 const port = parentPort;
 if (!port) throw new Error('encoder-worker must run in a worker thread');
-const { bundleDir } = (workerData as { init: { bundleDir: string } }).init;
-const pre = loadBundle(bundleDir).preprocessor;
+const source = (workerData as { init: BundleSource }).init;
+const pre = createPreprocessor(source.config, createTokenizer(source.tokenizerJson, source.tokenizerConfig));
 
 function buffers(e: Encoded): ArrayBuffer[] {
   if (!e.ok) return [];

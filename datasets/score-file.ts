@@ -2,7 +2,9 @@
 // per usable row in input order. Bad rows stop the run with a line-numbered ArenaFileError, or
 // with skipBad are reported through onSkip and left out.
 import { ArenaFileError, readArenaFile, type LabelIndex } from './arena-file.ts';
-import type { Prediction, Row, StreamPrediction } from './rows.ts';
+import type { Prediction, StreamPrediction } from '../core/result.ts';
+import type { Row } from '../core/rows.ts';
+import { Status } from '../core/status.ts';
 
 /** What score-file needs from a client: the SDK's PairprefClient and the in-process LocalClient both fit. */
 export interface StreamScorer {
@@ -33,8 +35,6 @@ export interface ScoreFileOptions {
   /** Reject a row whose id was seen before (default true: a submission has each id once). */
   readonly uniqueIds?: boolean;
 }
-
-const INVALID_ARGUMENT = 3;
 
 export async function* scoreFile(client: StreamScorer, path: string, opts: ScoreFileOptions = {}): AsyncGenerator<ScoredRow> {
   // Only rows in the window are kept here; firstLine (ids seen) is the one per-file structure.
@@ -72,7 +72,7 @@ export async function* scoreFile(client: StreamScorer, path: string, opts: Score
     const { index: _index, ...prediction } = p;
     if (prediction.error) {
       const e = prediction.error;
-      if (e.code !== INVALID_ARGUMENT) throw new Error(`line ${m.line}: the model failed on row ${JSON.stringify(p.id)}: ${e.message}`);
+      if (e.code !== Status.INVALID_ARGUMENT) throw new Error(`line ${m.line}: the model failed on row ${JSON.stringify(p.id)}: ${e.message}`);
       reject({ line: m.line, id: p.id, field: e.field, reason: e.message });
       continue;
     }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { EncodedRow } from '../../core/types.ts';
-import { BatchScheduler, type BatchExecutor } from '../../server/scheduler.ts';
+import { BatchScheduler, type BatchExecutor } from '../../engine/scheduler.ts';
 
 const row = (len: number, tag = len): EncodedRow => ({ ids: new Int32Array(len).fill(tag), truncated: false, features: null });
 

@@ -1,20 +1,19 @@
 // Streaming evaluation metrics for 3-class preference predictions: multiclass log loss,
 // accuracy, class counts and the confusion matrix, accumulated one row at a time.
-import type { LabelIndex } from './arena-file.ts';
+import { LABELS, type LabelIndex } from './types.ts';
 
 /**
  * Probabilities are clipped to [EPS, 1 - EPS] and each row renormalised to sum 1 before the log,
  * as sklearn.metrics.log_loss(eps=1e-15) does, so a confident miss costs ~34.5, not Infinity.
  */
 export const LOG_LOSS_EPS = 1e-15;
-export const CLASS_NAMES = ['winner_model_a', 'winner_model_b', 'winner_tie'] as const;
 
 export interface EvalReport {
   readonly log_loss: number;
   readonly accuracy: number;
   readonly n: number;
   /** True-label counts. */
-  readonly class_counts: Record<(typeof CLASS_NAMES)[number], number>;
+  readonly class_counts: Record<(typeof LABELS)[number], number>;
   /** confusion[true][predicted], predicted = argmax (the first on ties), label order a, b, tie. */
   readonly confusion: number[][];
 }

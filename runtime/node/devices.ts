@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { DeviceSpec } from './backends/runner.ts';
+import type { DeviceSpec, ResolvedDevices } from '../../core/runtime.ts';
 
 export class DeviceConfigError extends Error {
   override name = 'DeviceConfigError';
@@ -44,12 +44,6 @@ function parseOne(token: string): DeviceSpec {
     return { name: `cuda:${id}`, provider: 'cuda', deviceId: id };
   }
   throw new DeviceConfigError(`--devices: unknown device "${token}" (use auto, cpu, webgpu, cuda or cuda:N, comma-separated)`);
-}
-
-export interface ResolvedDevices {
-  readonly devices: readonly DeviceSpec[];
-  /** Why auto chose what it chose; null when devices were given explicitly. */
-  readonly autoReason: string | null;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The onnxruntime SessionOptions of a device session. The bench's in-process limit and peers use
 // the same function, so "the limit" always means these exact settings.
-import type { DeviceSpec } from './runner.ts';
+import type { DeviceSpec } from '../../core/runtime.ts';
 
 export type GraphOptLevel = 'disabled' | 'basic' | 'extended' | 'all';
 

@@ -1,11 +1,9 @@
-// Runs the PyTorch steps with the system Python (Debian python3-torch / python3-onnx).
+// The system Python (Debian python3-torch / python3-onnx) for training's PyTorch steps and the
+// bench's PyTorch peer: which interpreter, its environment, and a line-by-line runner.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export const PYTHON = process.env.PAIRPREF_PYTHON ?? '/usr/bin/python3';
-const HERE = dirname(fileURLToPath(import.meta.url));
 
 export const PYTHON_HELP =
   'training needs /usr/bin/python3 with PyTorch and ONNX: apt-get install python3-torch python3-onnx libopenblas0-pthread libtcmalloc-minimal4';
@@ -34,10 +32,10 @@ export function assertPythonTorch(): void {
   }
 }
 
-/** Runs training/<script> with args; each output line goes to `onLine`. Rejects on a non-zero exit. */
+/** Runs the Python script at `script` with args; each output line goes to `onLine`. Rejects on a non-zero exit. */
 export function runPython(script: string, args: readonly string[], onLine: (line: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, ['-u', join(HERE, script), ...args], {
+    const child = spawn(PYTHON, ['-u', script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: pythonEnv(),
     });

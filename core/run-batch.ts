@@ -1,0 +1,61 @@
+// The one batch path of pairpref: encoded rows -> padded batch -> graph feeds -> session.run ->
+// head -> finite check -> probabilities. The server's device workers, the in-process engine, the
+// bench's limit and naive peer, training evaluation and the browser page all run batches through
+// here; a runtime supplies only its tensor constructor and its session.run.
+import { padBatch } from './batch.ts';
+import { batchFeeds, inputNames, type TensorMaker } from './feeds.ts';
+import { probsFromLabelTokens, probsFromSeqCls, type Probs } from './postprocess.ts';
+import type { EncodedRow, PreferenceConfig } from './types.ts';
+
+/** One output tensor as a runtime read it back. */
+export interface OutputTensor {
+  /** onnxruntime's tensor type name ("float32", "float16", ...). */
+  readonly type: string;
+  readonly data: unknown;
+  readonly dims: readonly number[];
+}
+
+/** What a runtime gives the batch path: tensors of its own kind, and one session.run fetching one output. */
+export interface SessionRun<T> {
+  readonly tensors: TensorMaker<T>;
+  run(feeds: Record<string, T>, output: string): Promise<OutputTensor>;
+}
+
+/** A batch ready to feed: what is left of a run is session.run and the head. */
+export interface PreparedBatch<T> {
+  readonly feeds: Record<string, T>;
+  /** Each row's last real token (label-token heads read there). */
+  readonly lastIndex: Int32Array;
+  readonly batchSize: number;
+  readonly seqLen: number;
+}
+
+/** Pads rows (to their longest, or to `padTo` for the fixed-padding baseline) and builds the feeds. */
+export function prepareBatch<T>(rows: readonly EncodedRow[], config: PreferenceConfig, tensors: TensorMaker<T>, padTo = 1): PreparedBatch<T> {
+  const b = padBatch(rows, config.special_tokens, padTo);
+  return { feeds: batchFeeds(b, inputNames(config), tensors), lastIndex: b.lastIndex, batchSize: b.batchSize, seqLen: b.seqLen };
+}
+
+/** The head of the bundle applied to the output: one probability triple per row, all finite. */
+export function headProbs(config: PreferenceConfig, out: OutputTensor, lastIndex: Int32Array): Probs[] {
+  if (out.type !== 'float32' || !(out.data instanceof Float32Array)) {
+    throw new Error(`output "${config.head.output}" is ${out.type}, expected float32`);
+  }
+  const probs =
+    config.head.kind === 'seq-cls'
+      ? probsFromSeqCls(out.data, lastIndex.length)
+      : probsFromLabelTokens(out.data, out.dims, lastIndex, config.head.token_ids);
+  for (const p of probs) {
+    if (!p.every(Number.isFinite)) throw new Error('the model produced non-finite logits');
+  }
+  return probs;
+}
+
+export async function runPrepared<T>(session: SessionRun<T>, config: PreferenceConfig, batch: PreparedBatch<T>): Promise<Probs[]> {
+  return headProbs(config, await session.run(batch.feeds, config.head.output), batch.lastIndex);
+}
+
+/** One result per row, in order. */
+export function runBatch<T>(session: SessionRun<T>, config: PreferenceConfig, rows: readonly EncodedRow[]): Promise<Probs[]> {
+  return runPrepared(session, config, prepareBatch(rows, config, session.tensors));
+}
