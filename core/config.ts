@@ -122,6 +122,18 @@ function specialTokens(v: unknown): SpecialTokensConfig {
   };
 }
 
+/**
+ * Tokens per row. Bounded: the warm-up batch and every padded batch are max_length wide, so a
+ * typo such as 10000000 would allocate gigabytes at load instead of failing with a message.
+ */
+export const MAX_MAX_LENGTH = 131_072;
+
+function maxLength(v: unknown): number {
+  const n = int(v, 'truncation.max_length', 1);
+  if (n > MAX_MAX_LENGTH) throw new BundleConfigError('truncation.max_length', `must be at most ${MAX_MAX_LENGTH} (got ${n})`);
+  return n;
+}
+
 function truncation(v: unknown): TruncationConfig {
   if (v === undefined) throw new BundleConfigError('truncation', 'is required (at least { "max_length": N })');
   const o = object(v, 'truncation', ['mode', 'max_length', 'fallback_caps']);
@@ -129,7 +141,7 @@ function truncation(v: unknown): TruncationConfig {
   const caps = object(o.fallback_caps ?? {}, 'truncation.fallback_caps', ['prompt', 'response_a', 'response_b']);
   return {
     mode: oneOf(o.mode, 'truncation.mode', ['tail', 'spread', 'budget', 'turns-from-last'], 'tail'),
-    max_length: int(o.max_length, 'truncation.max_length', 1),
+    max_length: maxLength(o.max_length),
     fallback_caps: {
       prompt: int(caps.prompt, 'truncation.fallback_caps.prompt', 0, 256),
       response_a: int(caps.response_a, 'truncation.fallback_caps.response_a', 0, 512),

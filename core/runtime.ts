@@ -39,7 +39,10 @@ export interface ModelRunner {
   readonly signature: GraphSignature;
   /** One probability triple per row, in order; rejects when the batch failed. */
   run(rows: readonly EncodedRow[]): Promise<Probs[]>;
+  /** Lets the running batch finish, then releases the session. */
   close(): Promise<void>;
+  /** Ends the session's thread now, failing what is in flight (a second signal; fault tests). */
+  terminate?(): Promise<void>;
 }
 
 export interface ResolvedDevices {

@@ -3,8 +3,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createPreprocessor } from '../core/preprocess.ts';
 import type { BundleSource } from '../core/runtime.ts';
 import { createTokenizer } from '../core/tokenizer.ts';
-import type { EncoderReply, EncoderRequest } from './encoder-pool.ts';
 import { encodeRow, type Encoded } from './encoder.ts';
+import type { EncoderReply, EncoderRequest } from './tokenizer-lanes.ts';
 
 const port = parentPort;
 if (!port) throw new Error('encoder-worker must run in a worker thread');

@@ -1,8 +1,19 @@
-// Dynamic batching: rows from every call share one queue, kept sorted by length. Full batches
-// are cut from it under a padded-token budget as soon as they exist and dealt to the device with
-// the fewest outstanding (queued + running) tokens, so identical devices get about the same work
-// (the reference pipelines dealt sorted rows alternately to two GPUs). A partial batch waits up to
+// Dynamic batching: rows from every call share one queue, kept sorted by length. Batches are cut
+// from it under a padded-token budget and dealt to the device with the fewest outstanding
+// (queued + running) tokens, so identical devices get about the same work (the reference
+// pipelines dealt sorted rows alternately to two GPUs). A partial batch waits up to
 // maxQueueDelayMs for more rows, and only goes out when a device is idle.
+//
+// Fairness: a device holds at most one batch beyond the one it runs, so rows stay in this queue
+// (where order can still be chosen) instead of piling up behind a device. A row that has waited
+// `starveMs` anchors the next batch, and among waiting rows the one whose flow (a call, or a
+// stream) was served least recently goes first: a 1-row call is not stuck behind a 20,000-row one.
+//
+// Cancellation: a row whose signal aborts leaves the queue (or its not-yet-started batch) at once
+// and rejects with a DroppedError; rows of a running batch finish.
+//
+// Faults: a failed batch is retried once on another device that is up; `hooks.batchFailed` lets the
+// engine take the device down (down()) and bring it back with a new executor (up()).
 import type { BatchingOptions } from '../core/batch.ts';
 import type { EncodedRow } from '../core/types.ts';
 
@@ -25,28 +36,71 @@ export interface DeviceLoad {
   readonly busyMs: number;
 }
 
+/** Why a row left the queue without running. */
+export type DropReason = 'cancelled' | 'deadline';
+
+export class DroppedError extends Error {
+  override name = 'DroppedError';
+  constructor(readonly reason: DropReason) {
+    super(reason === 'deadline' ? 'the call deadline passed before the row ran' : 'the call was cancelled before the row ran');
+  }
+}
+
+export interface SubmitOptions {
+  /** Rows of one call or one stream share a flow; fairness is between flows. */
+  readonly flow?: object;
+  /** Aborting removes the row if it has not started; `signal.reason` should be a DropReason. */
+  readonly signal?: AbortSignal;
+}
+
+export interface SchedulerHooks {
+  /** A batch failed on this device (after which it was retried elsewhere or failed). */
+  batchFailed?(device: string, error: Error): void;
+}
+
 interface Job<R> {
   readonly row: EncodedRow;
   readonly len: number;
   readonly enqueuedAt: number;
+  readonly flow: object;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
+  /** Detaches the abort listener once the job has left the queues. */
+  settle?: () => void;
+}
+
+interface Batch<R> {
+  readonly jobs: Job<R>[];
+  /** Times this batch already failed on a device. */
+  attempts: number;
 }
 
 interface Slot<R> {
-  readonly executor: BatchExecutor<R>;
+  executor: BatchExecutor<R>;
+  up: boolean;
   running: boolean;
-  /** Batches dealt to this device and not started yet, FIFO. */
-  readonly pending: Job<R>[][];
+  /** Batches dealt to this device and not started yet, FIFO (at most one in normal operation). */
+  readonly pending: Batch<R>[];
   /** Padded tokens of the running and pending batches. */
   outstanding: number;
   load: { batches: number; rows: number; tokens: number; paddedTokens: number; busyMs: number };
+}
+
+const DEFAULT_FLOW = {};
+
+function paddedOf<R>(jobs: readonly Job<R>[]): number {
+  return jobs.length === 0 ? 0 : jobs[0]!.len * jobs.length;
 }
 
 export class BatchScheduler<R> {
   /** Sorted by length, longest first; ties keep arrival order. */
   private readonly queue: Job<R>[] = [];
   private readonly slots: Slot<R>[];
+  /** When a batch last carried a row of each flow. */
+  private readonly lastServed = new WeakMap<object, number>();
+  /** Waiting jobs per abort signal: one listener per signal, not one per row (a call may have thousands). */
+  private readonly bySignal = new Map<AbortSignal, { readonly jobs: Set<Job<R>>; readonly onAbort: () => void }>();
+  private queueTokens = 0;
   private timer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
   private closed = false;
@@ -54,10 +108,12 @@ export class BatchScheduler<R> {
   constructor(
     executors: readonly BatchExecutor<R>[],
     private readonly opts: BatchingOptions,
+    private readonly hooks: SchedulerHooks = {},
   ) {
     if (executors.length === 0) throw new Error('BatchScheduler needs at least one device');
     this.slots = executors.map((executor) => ({
       executor,
+      up: true,
       running: false,
       pending: [],
       outstanding: 0,
@@ -69,11 +125,31 @@ export class BatchScheduler<R> {
     return this.queue.length;
   }
 
-  submit(row: EncodedRow): Promise<R> {
+  /** Tokens waiting for a device: the queue and the batches dealt but not started. */
+  get queuedTokens(): number {
+    let t = this.queueTokens;
+    for (const s of this.slots) for (const b of s.pending) t += b.jobs.reduce((n, j) => n + j.len, 0);
+    return t;
+  }
+
+  /** Rows in batches dealt but not started. */
+  get pendingRows(): number {
+    return this.slots.reduce((n, s) => n + s.pending.reduce((m, b) => m + b.jobs.length, 0), 0);
+  }
+
+  /** Devices in rotation. */
+  get upDevices(): number {
+    return this.slots.filter((s) => s.up).length;
+  }
+
+  submit(row: EncodedRow, o: SubmitOptions = {}): Promise<R> {
     if (this.closed) return Promise.reject(new Error('scheduler is closed'));
+    if (o.signal?.aborted) return Promise.reject(new DroppedError(dropReason(o.signal)));
     return new Promise<R>((resolve, reject) => {
-      const job: Job<R> = { row, len: row.ids.length, enqueuedAt: performance.now(), resolve, reject };
+      const job: Job<R> = { row, len: row.ids.length, enqueuedAt: performance.now(), flow: o.flow ?? DEFAULT_FLOW, resolve, reject };
+      if (o.signal) this.watch(o.signal, job);
       this.queue.splice(this.insertionIndex(job.len), 0, job);
+      this.queueTokens += job.len;
       this.schedulePump();
     });
   }
@@ -82,13 +158,100 @@ export class BatchScheduler<R> {
     return this.slots.map((s) => ({ name: s.executor.name, ...s.load }));
   }
 
+  /** Takes a device out of rotation: it gets no new batches; its pending batch goes back to the queue. */
+  down(name: string): void {
+    const slot = this.slots.find((s) => s.executor.name === name);
+    if (!slot || !slot.up) return;
+    slot.up = false;
+    for (const b of slot.pending.splice(0)) {
+      slot.outstanding -= paddedOf(b.jobs);
+      for (const j of b.jobs) this.requeue(j);
+    }
+    this.schedulePump();
+  }
+
+  /** Puts a device back in rotation, with a new executor (a restarted worker). */
+  up(name: string, executor: BatchExecutor<R>): void {
+    const slot = this.slots.find((s) => s.executor.name === name);
+    if (!slot) return;
+    slot.executor = executor;
+    slot.up = true;
+    this.schedulePump();
+  }
+
+  /** Rejects every row that has not started (e.g. no device is left). */
+  failWaiting(err: Error): void {
+    for (const job of this.queue.splice(0)) this.finish(job, () => job.reject(err));
+    this.queueTokens = 0;
+    for (const slot of this.slots) {
+      for (const b of slot.pending.splice(0)) {
+        slot.outstanding -= paddedOf(b.jobs);
+        for (const job of b.jobs) this.finish(job, () => job.reject(err));
+      }
+    }
+  }
+
   /** Rejects queued and pending rows; running batches finish. */
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    const err = new Error('server is shutting down');
-    for (const job of this.queue.splice(0)) job.reject(err);
-    for (const slot of this.slots) for (const batch of slot.pending.splice(0)) for (const job of batch) job.reject(err);
+    this.failWaiting(new Error('server is shutting down'));
+  }
+
+  private watch(signal: AbortSignal, job: Job<R>): void {
+    let entry = this.bySignal.get(signal);
+    if (!entry) {
+      const jobs = new Set<Job<R>>();
+      const onAbort = (): void => {
+        this.bySignal.delete(signal);
+        for (const j of [...jobs]) this.drop(j, new DroppedError(dropReason(signal)));
+      };
+      entry = { jobs, onAbort };
+      this.bySignal.set(signal, entry);
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const { jobs, onAbort } = entry;
+    jobs.add(job);
+    job.settle = () => {
+      jobs.delete(job);
+      if (jobs.size > 0 || this.bySignal.get(signal) !== entry) return;
+      this.bySignal.delete(signal);
+      signal.removeEventListener('abort', onAbort);
+    };
+  }
+
+  private finish(job: Job<R>, settle: () => void): void {
+    job.settle?.();
+    settle();
+  }
+
+  private requeue(job: Job<R>): void {
+    this.queue.splice(this.insertionIndex(job.len), 0, job);
+    this.queueTokens += job.len;
+  }
+
+  /** An aborted row leaves the queue or its not-yet-started batch. */
+  private drop(job: Job<R>, err: DroppedError): void {
+    const at = this.queue.indexOf(job);
+    if (at >= 0) {
+      this.queue.splice(at, 1);
+      this.queueTokens -= job.len;
+      this.finish(job, () => job.reject(err));
+      return;
+    }
+    for (const slot of this.slots) {
+      for (const [bi, b] of slot.pending.entries()) {
+        const k = b.jobs.indexOf(job);
+        if (k < 0) continue;
+        slot.outstanding -= paddedOf(b.jobs);
+        b.jobs.splice(k, 1);
+        slot.outstanding += paddedOf(b.jobs);
+        if (b.jobs.length === 0) slot.pending.splice(bi, 1);
+        this.finish(job, () => job.reject(err));
+        return;
+      }
+    }
+    // Running: it finishes and resolves as usual.
   }
 
   /** First index whose row is shorter than len (binary search on the descending queue). */
@@ -119,18 +282,21 @@ export class BatchScheduler<R> {
       this.timer = null;
     }
     while (this.queue.length > 0) {
+      // A device takes a new batch only when it has none waiting: rows stay here until then.
+      const free = this.slots.filter((s) => s.up && s.pending.length === 0);
+      if (free.length === 0) return; // a finishing batch pumps again
       if (this.queue.length >= this.batchRows(0)) {
-        this.deal(this.leastLoaded(this.slots), this.cutBatch());
+        this.deal(this.leastLoaded(free), { jobs: this.cutBatch(), attempts: 0 });
         continue;
       }
-      const idle = this.slots.filter((s) => !s.running && s.pending.length === 0);
-      if (idle.length === 0) return; // a finishing batch pumps again
+      const idle = free.filter((s) => !s.running);
+      if (idle.length === 0) return;
       const wait = this.oldestWait();
       if (wait > 0) {
         this.timer = setTimeout(() => this.pump(), wait);
         return;
       }
-      this.deal(this.leastLoaded(idle), this.cutBatch());
+      this.deal(this.leastLoaded(idle), { jobs: this.cutBatch(), attempts: 0 });
     }
   }
 
@@ -157,48 +323,54 @@ export class BatchScheduler<R> {
   }
 
   /**
-   * Takes the longest rows that fit the budget, padded to the first of them. A row that has
-   * waited 10 queue delays anchors the batch instead, so short rows cannot starve under a
-   * steady stream of long ones.
+   * Takes the longest rows that fit the budget, padded to the first of them. When rows have waited
+   * `starveMs` (10 queue delays, at least 50 ms), one of them anchors the batch instead: the one
+   * whose flow was served least recently (then the oldest), so short rows and small calls cannot
+   * starve under a steady stream of long rows or a large call.
    */
   private cutBatch(): Job<R>[] {
     const now = performance.now();
     const starveMs = Math.max(10 * this.opts.maxQueueDelayMs, 50);
     let anchor = 0;
-    let oldest = Infinity;
+    let best: { served: number; at: number } | null = null;
     this.queue.forEach((j, i) => {
-      if (j.enqueuedAt < oldest) {
-        oldest = j.enqueuedAt;
-        if (now - j.enqueuedAt > starveMs) anchor = i;
+      if (now - j.enqueuedAt <= starveMs) return;
+      const served = this.lastServed.get(j.flow) ?? -Infinity;
+      if (!best || served < best.served || (served === best.served && j.enqueuedAt < best.at)) {
+        best = { served, at: j.enqueuedAt };
+        anchor = i;
       }
     });
-    if (now - oldest <= starveMs) anchor = 0;
-    return this.queue.splice(anchor, this.batchRows(anchor));
+    const jobs = this.queue.splice(anchor, this.batchRows(anchor));
+    for (const j of jobs) {
+      this.queueTokens -= j.len;
+      this.lastServed.set(j.flow, now);
+    }
+    return jobs;
   }
 
-  private deal(slot: Slot<R>, jobs: Job<R>[]): void {
-    slot.outstanding += jobs[0]!.len * jobs.length;
-    slot.pending.push(jobs);
+  private deal(slot: Slot<R>, batch: Batch<R>, front = false): void {
+    slot.outstanding += paddedOf(batch.jobs);
+    if (front) slot.pending.unshift(batch);
+    else slot.pending.push(batch);
     this.runNext(slot);
   }
 
   private runNext(slot: Slot<R>): void {
-    if (slot.running) return;
-    const jobs = slot.pending.shift();
-    if (!jobs) return;
-    const padded = jobs[0]!.len * jobs.length;
+    if (slot.running || !slot.up) return;
+    const batch = slot.pending.shift();
+    if (!batch) return;
+    const jobs = batch.jobs;
+    const padded = paddedOf(jobs);
     slot.running = true;
     const started = performance.now();
     slot.executor
       .execute(jobs.map((j) => j.row))
       .then((results) => {
         if (results.length !== jobs.length) throw new Error(`device ${slot.executor.name} returned ${results.length} results for ${jobs.length} rows`);
-        jobs.forEach((j, i) => j.resolve(results[i]!));
+        jobs.forEach((j, i) => this.finish(j, () => j.resolve(results[i]!)));
       })
-      .catch((e: unknown) => {
-        const err = e instanceof Error ? e : new Error(String(e));
-        for (const j of jobs) j.reject(err);
-      })
+      .catch((e: unknown) => this.failed(slot, batch, e instanceof Error ? e : new Error(String(e))))
       .finally(() => {
         slot.running = false;
         slot.outstanding -= padded;
@@ -212,4 +384,20 @@ export class BatchScheduler<R> {
         this.pump();
       });
   }
+
+  /** Retries the batch once on another device that is up; otherwise its rows fail with the error. */
+  private failed(slot: Slot<R>, batch: Batch<R>, err: Error): void {
+    this.hooks.batchFailed?.(slot.executor.name, err);
+    const other = this.slots.filter((s) => s !== slot && s.up);
+    if (batch.attempts === 0 && other.length > 0 && !this.closed) {
+      batch.attempts = 1;
+      this.deal(this.leastLoaded(other), batch, true);
+      return;
+    }
+    for (const j of batch.jobs) this.finish(j, () => j.reject(err));
+  }
+}
+
+function dropReason(signal: AbortSignal): DropReason {
+  return signal.reason === 'deadline' ? 'deadline' : 'cancelled';
 }

@@ -1,23 +1,22 @@
 // The scoring engine shared by the gRPC server and the CLI's in-process mode: a bundle on a list of
-// devices (through a runtime's ModelRunners), the batch scheduler, tokenizer workers, swap TTA and
-// per-row errors. No gRPC and no onnxruntime here: the runtime is handed in (core/runtime.ts).
+// devices (through a runtime's ModelRunners), admission control, fair tokenizing and batching,
+// cancellation, swap TTA, per-row errors and supervised devices and tokenizer workers. No gRPC and
+// no onnxruntime here: the runtime is handed in (core/runtime.ts).
 import { DEFAULT_BATCHING, type BatchingOptions } from '../core/batch.ts';
 import { validateGraph } from '../core/graph.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { joinSwapped, type Probs } from '../core/postprocess.ts';
 import { errorPrediction, scoredPrediction, type Prediction, type RowError } from '../core/result.ts';
-import type { Bundle, DeviceSpec, ModelRunner, Runtime } from '../core/runtime.ts';
+import type { Bundle, ModelRunner, Runtime } from '../core/runtime.ts';
 import { Status } from '../core/status.ts';
-import type { Comparison, EncodedRow, PreferenceConfig } from '../core/types.ts';
-import { inlineEncoder, type Encoded, type RowEncoder } from './encoder.ts';
-import { startEncoderPool } from './encoder-pool.ts';
-import { BatchScheduler, type BatchExecutor, type DeviceLoad } from './scheduler.ts';
+import type { Comparison, PreferenceConfig } from '../core/types.ts';
+import { DEFAULT_LIMITS, duplicateId, EngineError, estimateTokens, idForEcho, MAX_ID_BYTES, refuseRow, type EngineLimits } from './admission.ts';
+import { DevicePool, executorFor, warmUpRows, type DeviceState } from './device-pool.ts';
+import type { Encoded } from './encoder.ts';
+import { startEncoderPool, type RowEncoder, type TokenizerState } from './encoder-pool.ts';
+import { BatchScheduler, DroppedError, type DeviceLoad, type DropReason } from './scheduler.ts';
 
-export { DEFAULT_BATCHING };
-
-export interface ScoreOptions {
-  readonly swapTta?: boolean;
-}
+export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type DeviceState, type DropReason, type EngineLimits };
 
 export interface ScorerOptions {
   readonly runtime: Runtime;
@@ -25,6 +24,7 @@ export interface ScorerOptions {
   /** --devices: "auto", "cpu", "cpu,cpu", "webgpu", "cuda:0,cuda:1", ... */
   readonly devices?: string;
   readonly batching?: Partial<BatchingOptions>;
+  readonly limits?: Partial<EngineLimits>;
   /** Threads per session; default: the runtime's (the cores split over CPU sessions). */
   readonly intraOpThreads?: number;
   /** Tokenizer worker threads; 0 tokenizes on the event loop. Default: the runtime's. */
@@ -32,35 +32,74 @@ export interface ScorerOptions {
   readonly logger?: Logger;
 }
 
-export interface DeviceInfo {
-  readonly device: DeviceSpec;
-  readonly intraOpThreads: number;
+/** Rows of one stream (or any sequence of calls whose ids must not collide while in flight). */
+export interface Flow {
+  readonly inflightIds: Set<string>;
+}
+
+export function createFlow(): Flow {
+  return { inflightIds: new Set() };
+}
+
+export interface ScoreOptions {
+  readonly swapTta?: boolean;
+  /** Aborting drops the rows that have not run; `signal.reason` 'deadline' or 'cancelled' says why. */
+  readonly signal?: AbortSignal;
+  /** The stream these rows belong to: its in-flight ids must be unique, and fairness is per flow. */
+  readonly flow?: Flow;
+}
+
+export interface Backlog {
+  /** Rows waiting for or in tokenization, and their estimated tokens. */
+  readonly tokenizerRows: number;
+  readonly tokenizerTokens: number;
+  /** Tokenized rows waiting for a device (queue and dealt-but-not-started batches). */
+  readonly batchRows: number;
+  readonly batchTokens: number;
+}
+
+export interface EngineCounters {
+  /** Rows removed before they ran, by reason. */
+  readonly dropped: Readonly<Record<DropReason, number>>;
+  /** Rows (or, for call-level refusals, rows of refused calls) turned away before any work, by reason. */
+  readonly rejected: Readonly<Record<string, number>>;
+}
+
+export interface Health {
+  readonly serving: boolean;
+  /** Why not, when not serving. */
+  readonly reason: string;
+  readonly devices: readonly DeviceState[];
+  readonly tokenizers: TokenizerState;
 }
 
 export interface Scorer {
   readonly config: PreferenceConfig;
   /** Where the bundle was loaded from. */
   readonly bundleLocation: string;
-  readonly devices: readonly DeviceInfo[];
+  readonly devices: readonly { readonly device: DeviceState['device']; readonly intraOpThreads: number }[];
   readonly batching: BatchingOptions;
+  readonly limits: EngineLimits;
   readonly preprocessThreads: number;
-  /** One prediction per row, in order. Never rejects for a bad row: the row's prediction carries the error. */
+  /**
+   * One prediction per row, in order; a bad row's prediction carries its error. Rejects with an
+   * EngineError (RESOURCE_EXHAUSTED, UNAVAILABLE) when the call is refused before any work.
+   */
   score(rows: readonly Comparison[], opts?: ScoreOptions): Promise<Prediction[]>;
   scoreOne(row: Comparison, opts?: ScoreOptions): Promise<Prediction>;
   /** Per-device work done so far. */
   loads(): DeviceLoad[];
   queuedRows(): number;
+  backlog(): Backlog;
+  counters(): EngineCounters;
+  health(): Health;
+  /** Called whenever a device or tokenizer worker goes down or comes back. */
+  onHealthChange(listener: (h: Health) => void): void;
+  /** Fault injection for tests: ends a worker thread abruptly, as a crash would. */
+  readonly faults: { killDevice(name: string): Promise<void>; killTokenizer(index: number): Promise<void> };
   close(): Promise<void>;
-}
-
-function executorFor(runner: ModelRunner): BatchExecutor<Probs> {
-  return { name: runner.device.name, execute: (rows) => runner.run(rows) };
-}
-
-function encodeError(id: string, e: Extract<Encoded, { ok: false }>): RowError {
-  return e.input
-    ? { code: Status.INVALID_ARGUMENT, field: e.field, message: e.message }
-    : { code: Status.INTERNAL, field: e.field, message: `row "${id}": ${e.message}` };
+  /** Ends every worker thread now, without waiting for running batches (a second signal). */
+  terminate(): Promise<void>;
 }
 
 function checkBatching(batching: BatchingOptions): void {
@@ -70,21 +109,10 @@ function checkBatching(batching: BatchingOptions): void {
   }
 }
 
-/**
- * Runs the largest batch shape once on each device before the scorer reports ready: first runs
- * grow memory arenas and pick kernels, which would otherwise land on the first real calls. WebGPU
- * gets one max-length row only, since software adapters take seconds per row.
- */
-async function warmUp(runners: readonly ModelRunner[], config: PreferenceConfig, batching: BatchingOptions): Promise<void> {
-  const len = config.truncation.max_length;
-  const numFeatures = config.features?.names.length ?? 0;
-  const row: EncodedRow = {
-    ids: new Int32Array(len).fill(config.special_tokens.pad_id),
-    truncated: false,
-    features: numFeatures > 0 ? new Float32Array(numFeatures) : null,
-  };
-  const fullBatch = Math.max(1, Math.min(batching.maxBatchSize, Math.floor(batching.maxBatchTokens / len)));
-  await Promise.all(runners.map((r) => r.run(new Array<EncodedRow>(r.device.provider === 'webgpu' ? 1 : fullBatch).fill(row))));
+function checkLimits(limits: EngineLimits): void {
+  for (const [k, v] of Object.entries(limits)) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`limit ${k} must be a positive integer (got ${v})`);
+  }
 }
 
 /** Starts one runner per device, checks the graph against the bundle and warms every device up. */
@@ -99,7 +127,7 @@ async function startRunners(opts: ScorerOptions, batching: BatchingOptions, log:
     const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason instanceof Error ? failed.reason : new Error(String(failed.reason));
     validateGraph(bundle.config, runners[0]!.signature);
-    await warmUp(runners, bundle.config, batching).catch((e: unknown) => {
+    await Promise.all(runners.map((r) => r.run(warmUpRows(bundle.config, batching, r.device)))).catch((e: unknown) => {
       throw new Error(`warm-up failed: ${e instanceof Error ? e.message : String(e)}`);
     });
   } catch (e) {
@@ -109,40 +137,145 @@ async function startRunners(opts: ScorerOptions, batching: BatchingOptions, log:
   return runners;
 }
 
-/** The rows of one call: tokenize together, then each row (and its swapped twin) through the scheduler. */
-function scoreWith(encoder: RowEncoder, scheduler: BatchScheduler<Probs>) {
-  async function run(id: string, enc: Encoded): Promise<Prediction> {
-    if (!enc.ok) return errorPrediction(id, encodeError(id, enc));
+/** Counts by reason, as plain numbers the metrics endpoint reads. */
+class Tally {
+  readonly dropped: Record<DropReason, number> = { cancelled: 0, deadline: 0 };
+  readonly rejected: Record<string, number> = {};
+  reject(reason: string, n = 1): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + n;
+  }
+}
+
+interface Parts {
+  readonly bundle: Bundle;
+  readonly limits: EngineLimits;
+  readonly encoder: RowEncoder;
+  readonly scheduler: BatchScheduler<Probs>;
+  readonly pool: DevicePool;
+  readonly tally: Tally;
+}
+
+/** One call: refuse what the limits refuse, tokenize the rest fairly, then each row through the scheduler. */
+function scoreWith(p: Parts) {
+  let estimated = 0; // tokens of rows admitted and not yet tokenized
+  const maxLength = p.bundle.config.truncation.max_length;
+
+  function admit(rows: readonly Comparison[]): void {
+    if (p.pool.upCount === 0) throw new EngineError(Status.UNAVAILABLE, 'no device is up (restarting after failures); retry shortly', 'unavailable');
+    if (p.encoder.state().alive === 0) throw new EngineError(Status.UNAVAILABLE, 'no tokenizer worker is up (restarting); retry shortly', 'unavailable');
+    const waiting = estimated + p.scheduler.queuedTokens;
+    if (waiting >= p.limits.maxQueueTokens) {
+      throw new EngineError(Status.RESOURCE_EXHAUSTED, `pairpref is overloaded: ${waiting} tokens are waiting (limit ${p.limits.maxQueueTokens}, --max-queue-tokens); retry with backoff`, 'queue_full');
+    }
+  }
+
+  async function run(id: string, enc: Encoded, o: ScoreOptions): Promise<Prediction> {
+    if (!enc.ok) {
+      if (enc.dropped) return dropped(id, enc.dropped);
+      if (enc.input) return errorPrediction(id, { code: Status.INVALID_ARGUMENT, field: enc.field, message: enc.message });
+      return errorPrediction(id, { code: Status.INTERNAL, field: enc.field, message: `row "${id}": ${enc.message}` });
+    }
+    const submit = { flow: o.flow ?? o, signal: o.signal };
     try {
-      const [p, q] = await Promise.all([scheduler.submit(enc.direct), enc.swapped ? scheduler.submit(enc.swapped) : null]);
-      return scoredPrediction(id, q ? joinSwapped(p, q) : p, enc.direct.ids.length, enc.direct.truncated || (enc.swapped?.truncated ?? false));
+      const [a, b] = await Promise.all([p.scheduler.submit(enc.direct, submit), enc.swapped ? p.scheduler.submit(enc.swapped, submit) : null]);
+      return scoredPrediction(id, b ? joinSwapped(a, b) : a, enc.direct.ids.length, enc.direct.truncated || (enc.swapped?.truncated ?? false));
     } catch (e) {
+      if (e instanceof DroppedError) return dropped(id, e.reason);
+      if (e instanceof EngineError) return errorPrediction(id, { code: e.code, field: '', message: e.message });
       return errorPrediction(id, { code: Status.INTERNAL, field: '', message: `row "${id}": ${e instanceof Error ? e.message : String(e)}` });
     }
   }
-  return async (rows: readonly Comparison[], o: ScoreOptions = {}): Promise<Prediction[]> => {
-    const encoded = await encoder.encode(rows, o.swapTta ?? false);
-    return Promise.all(rows.map((r, i) => run(typeof r.id === 'string' ? r.id : '', encoded[i]!)));
+
+  function dropped(id: string, reason: DropReason): Prediction {
+    p.tally.dropped[reason]++;
+    const code = reason === 'deadline' ? Status.DEADLINE_EXCEEDED : Status.CANCELLED;
+    return errorPrediction(id, { code, field: '', message: `row "${idForEcho(id)}" was not scored: ${reason === 'deadline' ? 'the deadline passed' : 'the call was cancelled'}` });
+  }
+
+  /** Per-row refusals (limits, duplicate ids); null for rows to tokenize. */
+  function refusals(rows: readonly Comparison[], flow: Flow | undefined): Array<RowError | null> {
+    const seen = new Set<string>();
+    return rows.map((r) => {
+      const refusal = refuseRow(r, p.limits) ?? (seen.has(r.id) || flow?.inflightIds.has(r.id) ? duplicateId(r.id) : null);
+      if (refusal) {
+        p.tally.reject(refusal.reason);
+        return refusal.error;
+      }
+      seen.add(r.id);
+      return null;
+    });
+  }
+
+  const score = async (rows: readonly Comparison[], o: ScoreOptions = {}): Promise<Prediction[]> => {
+    try {
+      admit(rows);
+    } catch (e) {
+      if (e instanceof EngineError) p.tally.reject(e.reason, rows.length);
+      throw e;
+    }
+    const refused = refusals(rows, o.flow);
+    const todo = rows.filter((_, i) => refused[i] === null);
+    const estimate = todo.reduce((n, r) => n + estimateTokens(r, maxLength, o.swapTta ?? false), 0);
+    for (const r of todo) o.flow?.inflightIds.add(r.id);
+    estimated += estimate;
+    let encoded: Encoded[];
+    try {
+      encoded = await p.encoder.encode(todo, o.swapTta ?? false, o.signal);
+    } finally {
+      estimated -= estimate;
+    }
+    let k = 0;
+    const out = await Promise.all(
+      rows.map((r, i) => {
+        const err = refused[i];
+        const id = typeof r.id === 'string' ? r.id : '';
+        if (!err) return run(id, encoded[k++]!, o);
+        return errorPrediction(Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES ? idForEcho(id) : id, err);
+      }),
+    );
+    for (const r of todo) o.flow?.inflightIds.delete(r.id);
+    return out;
   };
+  return { score, estimatedTokens: () => estimated };
+}
+
+/** The scorer's view of its health: up when a device and a tokenizer are up. */
+function healthOf(pool: DevicePool, encoder: RowEncoder): Health {
+  const tokenizers = encoder.state();
+  const devices = pool.states();
+  const reason = pool.upCount === 0 ? 'no device is up' : tokenizers.alive === 0 ? 'no tokenizer worker is up' : '';
+  return { serving: reason === '', reason, devices, tokenizers };
 }
 
 export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   const log = opts.logger ?? silentLogger;
   const { bundle, runtime } = opts;
   const batching: BatchingOptions = { ...DEFAULT_BATCHING, ...opts.batching };
+  const limits: EngineLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   checkBatching(batching);
+  checkLimits(limits);
   const runners = await startRunners(opts, batching, log);
-  const scheduler = new BatchScheduler(runners.map(executorFor), batching);
+  const pool = new DevicePool(runners, runtime, bundle, batching, log);
+  const scheduler = new BatchScheduler(runners.map(executorFor), batching, { batchFailed: (name, err) => pool.failed(name, err) });
+  pool.attach(scheduler);
   const preThreads = opts.preprocessThreads ?? runtime.defaultPreprocessThreads(runners.map((r) => r.device));
   let encoder: RowEncoder;
   try {
-    encoder = preThreads > 0 ? await startEncoderPool(bundle, preThreads) : inlineEncoder(bundle.preprocessor);
+    encoder = await startEncoderPool(bundle, preThreads);
   } catch (e) {
     scheduler.close();
-    await Promise.all(runners.map((r) => r.close()));
+    await pool.close();
     throw e;
   }
-  const score = scoreWith(encoder, scheduler);
+  const tally = new Tally();
+  const { score, estimatedTokens } = scoreWith({ bundle, limits, encoder, scheduler, pool, tally });
+  const listeners: Array<(h: Health) => void> = [];
+  const notify = (): void => {
+    const h = healthOf(pool, encoder);
+    for (const l of listeners) l(h);
+  };
+  pool.onChange(notify);
+  encoder.onChange(notify);
   for (const r of runners) log.info(`device ${r.device.name}: ${r.device.provider} execution provider, ${r.intraOpThreads} intra-op thread(s)`);
   log.info(encoder.threads > 0 ? `tokenizing on ${encoder.threads} worker thread(s)` : 'tokenizing on the event loop');
   return {
@@ -150,14 +283,31 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     bundleLocation: bundle.location,
     devices: runners.map((r) => ({ device: r.device, intraOpThreads: r.intraOpThreads })),
     batching,
+    limits,
     preprocessThreads: encoder.threads,
     score,
     scoreOne: async (row, o) => (await score([row], o))[0]!,
     loads: () => scheduler.loads(),
     queuedRows: () => scheduler.queuedRows,
+    backlog: () => ({ tokenizerRows: encoder.backlogRows(), tokenizerTokens: estimatedTokens(), batchRows: scheduler.queuedRows + scheduler.pendingRows, batchTokens: scheduler.queuedTokens }),
+    counters: () => ({ dropped: { ...tally.dropped }, rejected: { ...tally.rejected } }),
+    health: () => healthOf(pool, encoder),
+    onHealthChange: (l) => void listeners.push(l),
+    faults: {
+      killDevice: async (name) => {
+        const r = pool.runner(name);
+        if (!r?.terminate) throw new Error(`no device ${name} with a thread to kill`);
+        await r.terminate();
+      },
+      killTokenizer: (i) => encoder.killWorker(i),
+    },
     async close() {
       scheduler.close();
-      await Promise.all([encoder.close(), ...runners.map((r) => r.close())]);
+      await Promise.all([encoder.close(), pool.close()]);
+    },
+    async terminate() {
+      scheduler.close();
+      await Promise.all([encoder.close(), pool.terminate()]);
     },
   };
 }

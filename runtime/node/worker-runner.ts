@@ -77,6 +77,9 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
         worker.postMessage({ type: 'run', seq: id, rows } satisfies WorkerRequest);
       });
     },
+    async terminate(): Promise<void> {
+      await worker.terminate();
+    },
     async close(): Promise<void> {
       if (dead) return;
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
