@@ -15,11 +15,24 @@ registerBench(program);
 registerScore(program);
 registerEval(program);
 
+/**
+ * A startup error as one line: lists joined with "; ", and onnxruntime's C++ source locations
+ * ("...onnxruntime/core/graph/model.cc:123 ...") left out: they say nothing to a user.
+ */
+function oneLine(message: string): string {
+  return message
+    .replace(/\s*\S*onnxruntime\/\S+\.(cc|cpp|h):\d+\S*( \S+\([^)]*\))?/g, '')
+    .split('\n')
+    .map((l) => l.trim().replace(/^- /, ''))
+    .filter((l) => l !== '')
+    .join('; ');
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
   // Expected failures (bad bundle, bad flags, unreachable server) get one clear line, not a stack.
-  process.stderr.write(`pairpref: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.stderr.write(`pairpref: ${oneLine(e instanceof Error ? e.message : String(e))}\n`);
   if (process.env['PAIRPREF_DEBUG'] && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
 }

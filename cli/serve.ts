@@ -1,54 +1,16 @@
 // `pairpref serve`: the gRPC sidecar.
 import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { DEFAULT_BATCHING } from '../core/batch.ts';
-import { createLogger, type LogLevel } from '../core/log.ts';
+import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
+import { DEFAULT_LIMITS } from '../engine/admission.ts';
+import type { TlsOptions } from '../server/security.ts';
+import { DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
 import { intArg } from './args.ts';
 import { serveModel } from './wiring.ts';
 
-export function registerServe(program: Command): void {
-  program
-    .command('serve')
-    .description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection).')
-    .option('--model <dir>', 'model bundle directory (model.onnx, tokenizer.json, preference.json)', 'models/default')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', intArg('--port', 0), 50051)
-    .option('--devices <list>', 'comma-separated devices, one session each: auto, cpu, cpu,cpu, webgpu, cuda:0,cuda:1 (auto = every CUDA GPU when the CUDA provider is installed, else cpu)', 'auto')
-    .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', intArg('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
-    .option('--max-batch-size <n>', 'most rows in one batch', intArg('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
-    .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', intArg('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
-    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores split over the CPU sessions)', intArg('--intra-op-threads', 1))
-    .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', intArg('--preprocess-threads', 0))
-    .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have in flight before the server stops reading it', intArg('--max-inflight-per-stream', 1), 512)
-    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', intArg('--metrics-port', 0))
-    .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'))
-    .action(async (o: ServeFlags) => {
-      const log = createLogger(o.logLevel, (line) => process.stderr.write(line));
-      log.info(`loading ${o.model} on devices "${o.devices}"`);
-      const running = await serveModel({
-        modelDir: o.model,
-        host: o.host,
-        port: o.port,
-        devices: o.devices,
-        batching: { maxBatchTokens: o.maxBatchTokens, maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs },
-        intraOpThreads: o.intraOpThreads,
-        preprocessThreads: o.preprocessThreads,
-        maxInflightPerStream: o.maxInflightPerStream,
-        metricsPort: o.metricsPort,
-        logger: log,
-      });
-      const c = running.scorer.config;
-      log.info(`serving ${c.name} ${c.version} on ${running.address} (devices: ${running.scorer.devices.map((d) => d.device.name).join(',')}; health: SERVING)`);
-      if (running.metricsPort !== null) log.info(`metrics on http://${running.host}:${running.metricsPort}/metrics`);
-      let signals = 0;
-      const stop = (sig: string): void => {
-        if (++signals > 1) process.exit(130);
-        log.info(`${sig}: draining in-flight calls, then exiting (send again to exit now)`);
-        running.close().then(() => process.exit(0));
-      };
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
-    });
-}
+/** Exit code of a drain that had to cancel calls still running at --drain-timeout-ms. */
+export const EXIT_DRAIN_CANCELLED = 2;
 
 interface ServeFlags {
   model: string;
@@ -61,6 +23,134 @@ interface ServeFlags {
   intraOpThreads?: number;
   preprocessThreads?: number;
   maxInflightPerStream: number;
+  maxQueueTokens: number;
+  maxRowsPerCall: number;
+  maxRowChars: number;
+  maxStreams: number;
+  maxMessageBytes: number;
   metricsPort?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  authTokenFile?: string;
+  healthPort?: number;
+  drainGraceMs: number;
+  drainTimeoutMs: number;
   logLevel: LogLevel;
+}
+
+function readOrExit(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** --tls-cert/--tls-key (both or neither) and --tls-client-ca, read from disk. */
+export function tlsFromFlags(o: Pick<ServeFlags, 'tlsCert' | 'tlsKey' | 'tlsClientCa'>): TlsOptions | undefined {
+  if (!o.tlsCert && !o.tlsKey) {
+    if (o.tlsClientCa) throw new Error('--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
+    return undefined;
+  }
+  if (!o.tlsCert || !o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+  return {
+    cert: readOrExit(o.tlsCert, '--tls-cert'),
+    key: readOrExit(o.tlsKey, '--tls-key'),
+    ...(o.tlsClientCa ? { clientCa: readOrExit(o.tlsClientCa, '--tls-client-ca') } : {}),
+  };
+}
+
+/** The token file's content, trimmed; an empty file is an error, not "no auth". */
+export function tokenFromFile(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const token = readOrExit(path, '--auth-token-file').toString('utf8').trim();
+  if (token === '') throw new Error(`--auth-token-file: ${path} is empty`);
+  return token;
+}
+
+function addFlags(cmd: Command): Command {
+  const int = (flag: string, min: number) => intArg(flag, min);
+  return cmd
+    .option('--model <dir>', 'model bundle directory (model.onnx, tokenizer.json, preference.json)', 'models/default')
+    .option('--host <host>', 'address to listen on (a non-loopback address without TLS or a token logs a warning)', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0), 50051)
+    .option('--devices <list>', 'comma-separated devices, one session each: auto, cpu, cpu,cpu, webgpu, cuda:0,cuda:1 (auto = every CUDA GPU when the CUDA provider is installed, else cpu)', 'auto')
+    .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', int('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
+    .option('--max-batch-size <n>', 'most rows in one batch', int('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
+    .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', int('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
+    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores split over the CPU sessions)', int('--intra-op-threads', 1))
+    .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', int('--preprocess-threads', 0))
+    .option('--max-queue-tokens <n>', 'tokens waiting (tokenizer backlog, estimated, plus batch queue) beyond which new calls get RESOURCE_EXHAUSTED', int('--max-queue-tokens', 1), DEFAULT_LIMITS.maxQueueTokens)
+    .option('--max-rows-per-call <n>', 'comparisons in one Score call; more is INVALID_ARGUMENT (use ScoreStream for large jobs)', int('--max-rows-per-call', 1), DEFAULT_SERVER_LIMITS.maxRowsPerCall)
+    .option('--max-row-chars <n>', 'characters of one field (all its turns); a longer field is a per-row INVALID_ARGUMENT, never tokenized', int('--max-row-chars', 1), DEFAULT_LIMITS.maxRowChars)
+    .option('--max-streams <n>', 'open ScoreStream calls; one more is RESOURCE_EXHAUSTED', int('--max-streams', 1), DEFAULT_SERVER_LIMITS.maxStreams)
+    .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have unanswered (until flushed) before the server stops reading it', int('--max-inflight-per-stream', 1), DEFAULT_SERVER_LIMITS.maxInflightPerStream)
+    .option('--max-message-bytes <n>', 'largest request or response message; larger is RESOURCE_EXHAUSTED', int('--max-message-bytes', 1024), DEFAULT_SERVER_LIMITS.maxMessageBytes)
+    .option('--tls-cert <file>', 'PEM certificate chain: serve TLS (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--tls-client-ca <file>', 'PEM CA bundle: require client certificates it signed (mutual TLS)')
+    .option('--auth-token-file <file>', 'require "authorization: Bearer <token>" on every call but health checks (the file holds the token)')
+    .option('--health-port <port>', 'also serve grpc.health.v1.Health alone, in plaintext, on this port (for kubelet probes when TLS is on)', int('--health-port', 0))
+    .option('--drain-grace-ms <ms>', 'on SIGTERM/SIGINT: health NOT_SERVING, still serving, for this long before new calls are refused', int('--drain-grace-ms', 0), DEFAULT_DRAIN.graceMs)
+    .option('--drain-timeout-ms <ms>', 'then in-flight calls may take this long before they are cancelled (exit code 2)', int('--drain-timeout-ms', 0), DEFAULT_DRAIN.timeoutMs)
+    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', int('--metrics-port', 0))
+    .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'));
+}
+
+/**
+ * First signal: drain, then exit 0 (or 2 when calls had to be cancelled). Second signal: end the
+ * worker threads first (a process that exits under a running onnxruntime session can abort), then
+ * exit 130 (SIGINT) / 143 (SIGTERM) at once.
+ */
+function handleSignals(running: RunningServer, log: Logger): void {
+  let signals = 0;
+  const stop = (sig: NodeJS.Signals): void => {
+    const code = sig === 'SIGINT' ? 130 : 143;
+    if (++signals > 1) {
+      log.warn(`${sig} again: stopping now`);
+      void running.terminate().finally(() => process.exit(code));
+      return;
+    }
+    log.info(`${sig}: draining in-flight calls, then exiting (send again to exit now)`);
+    running.close().then(({ cancelled }) => process.exit(cancelled ? EXIT_DRAIN_CANCELLED : 0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+export function registerServe(program: Command): void {
+  addFlags(program.command('serve').description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection).')).action(async (o: ServeFlags) => {
+    const log = createLogger(o.logLevel, (line) => process.stderr.write(line));
+    const tls = tlsFromFlags(o);
+    const authToken = tokenFromFile(o.authTokenFile);
+    log.info(`loading ${o.model} on devices "${o.devices}"`);
+    const running = await serveModel({
+      modelDir: o.model,
+      host: o.host,
+      port: o.port,
+      devices: o.devices,
+      batching: { maxBatchTokens: o.maxBatchTokens, maxBatchSize: o.maxBatchSize, maxQueueDelayMs: o.maxQueueDelayMs },
+      limits: { maxQueueTokens: o.maxQueueTokens, maxRowChars: o.maxRowChars },
+      intraOpThreads: o.intraOpThreads,
+      preprocessThreads: o.preprocessThreads,
+      maxInflightPerStream: o.maxInflightPerStream,
+      maxRowsPerCall: o.maxRowsPerCall,
+      maxStreams: o.maxStreams,
+      maxMessageBytes: o.maxMessageBytes,
+      metricsPort: o.metricsPort,
+      tls,
+      authToken,
+      healthPort: o.healthPort,
+      drainGraceMs: o.drainGraceMs,
+      drainTimeoutMs: o.drainTimeoutMs,
+      logger: log,
+    });
+    const c = running.scorer.config;
+    const security = `${tls ? (tls.clientCa ? 'mutual TLS' : 'TLS') : 'plaintext'}${authToken ? ', bearer token' : ''}`;
+    log.info(`serving ${c.name} ${c.version} on ${running.address} (devices: ${running.scorer.devices.map((d) => d.device.name).join(',')}; ${security}; health: SERVING)`);
+    if (running.healthPort !== null) log.info(`health checks (plaintext) on ${running.host}:${running.healthPort}`);
+    if (running.metricsPort !== null) log.info(`metrics on http://${running.host}:${running.metricsPort}/metrics`);
+    handleSignals(running, log);
+  });
 }

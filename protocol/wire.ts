@@ -60,11 +60,32 @@ export function predictionFromWire(p: WirePrediction): Prediction {
   return p.error ? { ...base, error: { code: p.error.code, field: p.error.field, message: p.error.message } } : base;
 }
 
+export interface DeviceDescription {
+  readonly device: DeviceSpec;
+  readonly intraOpThreads: number;
+  /** "up", "restarting" or "down". */
+  readonly status: string;
+  readonly restarts: number;
+  readonly lastError: string;
+}
+
+export interface LimitsDescription {
+  readonly maxRowsPerCall: number;
+  readonly maxRowChars: number;
+  readonly maxIdBytes: number;
+  readonly maxQueueTokens: number;
+  readonly maxStreams: number;
+  readonly maxInflightPerStream: number;
+  readonly maxMessageBytes: number;
+}
+
 /** What GetModelInfo describes: the bundle's contract and how the engine serves it. */
 export interface ModelDescription {
   readonly config: PreferenceConfig;
-  readonly devices: readonly { readonly device: DeviceSpec; readonly intraOpThreads: number }[];
+  readonly devices: readonly DeviceDescription[];
   readonly batching: BatchingOptions;
+  readonly limits: LimitsDescription;
+  readonly tokenizers: { readonly threads: number; readonly alive: number; readonly restarts: number };
 }
 
 export function modelInfoToWire(m: ModelDescription): ModelInfo {
@@ -77,9 +98,18 @@ export function modelInfoToWire(m: ModelDescription): ModelInfo {
     parserJson: JSON.stringify(c.parser),
     templateJson: JSON.stringify(c.template),
     truncationJson: JSON.stringify(c.truncation),
-    devices: m.devices.map((d) => ({ name: d.device.name, executionProvider: d.device.provider, intraOpThreads: d.intraOpThreads })),
+    devices: m.devices.map((d) => ({
+      name: d.device.name,
+      executionProvider: d.device.provider,
+      intraOpThreads: d.intraOpThreads,
+      state: d.status,
+      restarts: d.restarts,
+      lastError: d.lastError,
+    })),
     head: c.head.kind,
     features: [...(c.features?.names ?? [])],
     batching: { ...m.batching },
+    limits: { ...m.limits },
+    tokenizers: { ...m.tokenizers },
   };
 }

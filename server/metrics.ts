@@ -2,12 +2,52 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Prediction } from '../core/result.ts';
+import { Status } from '../core/status.ts';
 import type { DeviceLoad } from '../engine/scheduler.ts';
 import type { Scorer } from '../engine/scorer.ts';
 
 export interface Metrics {
   readonly registry: Registry;
   observeRow(r: Prediction, latencyMs: number): void;
+  /** A call or row refused by the transport (engine refusals are read from the scorer). */
+  rejected(reason: string, n?: number): void;
+}
+
+/** A prom-client Counter that follows a running total kept elsewhere (the engine's tallies). */
+function followTotals(counter: Counter<string>, label: string, read: () => Readonly<Record<string, number>>): () => void {
+  const seen: Record<string, number> = {};
+  return () => {
+    for (const [k, v] of Object.entries(read())) {
+      const delta = v - (seen[k] ?? 0);
+      if (delta > 0) counter.inc({ [label]: k }, delta);
+      seen[k] = v;
+    }
+  };
+}
+
+/** Backlog, device and tokenizer state gauges: what an operator watches under load and faults. */
+function stateGauges(scorer: Scorer, registry: Registry): void {
+  const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void): void => {
+    new Gauge({ name, help, labelNames, registers: [registry], collect() { collect(this); } });
+  };
+  gauge('pairpref_backlog_rows', 'Rows waiting: stage="tokenizer" (waiting for or in tokenization), stage="batch" (tokenized, waiting for a device)', ['stage'], (g) => {
+    const b = scorer.backlog();
+    g.set({ stage: 'tokenizer' }, b.tokenizerRows);
+    g.set({ stage: 'batch' }, b.batchRows);
+  });
+  gauge('pairpref_backlog_tokens', 'Tokens waiting (tokenizer: estimated from characters; batch: real); --max-queue-tokens bounds their sum', ['stage'], (g) => {
+    const b = scorer.backlog();
+    g.set({ stage: 'tokenizer' }, b.tokenizerTokens);
+    g.set({ stage: 'batch' }, b.batchTokens);
+  });
+  gauge('pairpref_device_up', '1 when the device is in rotation, 0 while it is down or restarting', ['device'], (g) => {
+    for (const d of scorer.health().devices) g.set({ device: d.device.name }, d.status === 'up' ? 1 : 0);
+  });
+  gauge('pairpref_device_restarts', 'Times each device was restarted after a failure', ['device'], (g) => {
+    for (const d of scorer.health().devices) g.set({ device: d.device.name }, d.restarts);
+  });
+  gauge('pairpref_tokenizer_workers_up', 'Tokenizer worker threads up (the event loop counts as one with --preprocess-threads 0)', [], (g) => g.set(scorer.health().tokenizers.alive));
+  gauge('pairpref_tokenizer_restarts', 'Times tokenizer worker threads were restarted', [], (g) => g.set(scorer.health().tokenizers.restarts));
 }
 
 export function createMetrics(scorer: Scorer): Metrics {
@@ -22,6 +62,23 @@ export function createMetrics(scorer: Scorer): Metrics {
     registers: [registry],
   });
   new Gauge({ name: 'pairpref_queue_rows', help: 'Rows waiting for a batch', registers: [registry], collect() { this.set(scorer.queuedRows()); } });
+  stateGauges(scorer, registry);
+  const dropped = new Counter({ name: 'pairpref_rows_dropped_total', help: 'Rows removed before they ran because their call was cancelled or its deadline passed', labelNames: ['reason'], registers: [registry] });
+  const followDropped = followTotals(dropped, 'reason', () => scorer.counters().dropped);
+  const rejected = new Counter({
+    name: 'pairpref_rejected_total',
+    help: 'Rows (or calls, for too_many_streams and malformed_message) refused before any work, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const followRejected = followTotals(rejected, 'reason', () => scorer.counters().rejected);
+  // Engine totals are folded in whenever the registry is scraped.
+  const scrape = registry.metrics.bind(registry);
+  registry.metrics = async () => {
+    followDropped();
+    followRejected();
+    return scrape();
+  };
   new Gauge({
     name: 'pairpref_device_padded_tokens',
     help: 'Padded tokens each device has run',
@@ -50,7 +107,12 @@ export function createMetrics(scorer: Scorer): Metrics {
   perDevice('pairpref_device_tokens', 'Real (unpadded) tokens each device has run', (l) => l.tokens);
   return {
     registry,
+    rejected(reason, n = 1) {
+      rejected.inc({ reason }, n);
+    },
     observeRow(r, latencyMs) {
+      // Dropped rows (cancelled, past their deadline) are counted in pairpref_rows_dropped_total.
+      if (r.error?.code === Status.CANCELLED || r.error?.code === Status.DEADLINE_EXCEEDED) return;
       rows.inc({ outcome: r.error ? `error_${r.error.code}` : 'ok' });
       if (!r.error) tokens.inc(r.num_tokens);
       latency.observe(latencyMs / 1000);

@@ -1,5 +1,6 @@
-// Starts the gRPC server: PairwisePreference, grpc.health.v1.Health and server reflection.
-import { Server, ServerCredentials, status, type ServiceError } from '@grpc/grpc-js';
+// Starts the gRPC server: PairwisePreference, grpc.health.v1.Health and server reflection, with
+// transport limits, TLS and a bearer token, and a drain that load balancers can see.
+import { Server, ServerInterceptingCall, status, type ServerInterceptor, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
@@ -7,12 +8,22 @@ import type { Server as HttpServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { silentLogger, type Logger } from '../core/log.ts';
 import type { Scorer } from '../engine/scorer.ts';
-import { PairwisePreferenceService, type PairwisePreferenceServer } from '../proto/gen/pairpref/v1/preference.ts';
-import { createPreferenceService } from './grpc-service.ts';
-import { createMetrics, serveMetrics } from './metrics.ts';
+import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer } from './grpc-service.ts';
+import { createMetrics, serveMetrics, type Metrics } from './metrics.ts';
+import { bearerTokenInterceptor, isLoopback, serverCredentials, type TlsOptions } from './security.ts';
 
 export const SERVICE_NAME = 'pairpref.v1.PairwisePreference';
 const PROTO_DIR = fileURLToPath(new URL('../proto', import.meta.url));
+
+/** Transport limits; the engine's own (queue tokens, row size) are part of what `load` builds. */
+export const DEFAULT_SERVER_LIMITS = {
+  maxInflightPerStream: 512,
+  maxRowsPerCall: 4096,
+  maxStreams: 128,
+  maxMessageBytes: 64 * 1024 * 1024,
+} as const;
+
+export const DEFAULT_DRAIN = { graceMs: 2000, timeoutMs: 10_000 } as const;
 
 export interface ServeOptions {
   /**
@@ -25,10 +36,26 @@ export interface ServeOptions {
   /** 0 picks a free port. */
   readonly port?: number;
   readonly maxInflightPerStream?: number;
-  /** Largest request message in bytes. */
+  readonly maxRowsPerCall?: number;
+  readonly maxStreams?: number;
+  /** Largest request or response message in bytes (grpc-js refuses larger ones with RESOURCE_EXHAUSTED). */
   readonly maxMessageBytes?: number;
   /** Serve Prometheus metrics on this HTTP port; off when undefined. */
   readonly metricsPort?: number;
+  readonly tls?: TlsOptions;
+  /** Bearer token every call but health checks must carry. */
+  readonly authToken?: string;
+  /** A plaintext port serving grpc.health.v1.Health alone (kubelet gRPC probes cannot do TLS). */
+  readonly healthPort?: number;
+  /** How long health answers NOT_SERVING, with the listener still up, before a drain refuses new calls (default 0 here; the CLI's default is DEFAULT_DRAIN.graceMs). */
+  readonly drainGraceMs?: number;
+  /** How long in-flight calls may take to finish once new calls are refused; then they are cancelled. */
+  readonly drainTimeoutMs?: number;
+}
+
+export interface DrainResult {
+  /** Calls were still running at the drain timeout and had to be cancelled. */
+  readonly cancelled: boolean;
 }
 
 export interface RunningServer {
@@ -37,82 +64,207 @@ export interface RunningServer {
   readonly address: string;
   readonly scorer: Scorer;
   readonly metricsPort: number | null;
-  /** Stops taking calls, lets in-flight ones finish (up to graceMs), then releases the devices. */
-  close(graceMs?: number): Promise<void>;
+  readonly healthPort: number | null;
+  /**
+   * Drains: health NOT_SERVING for the grace period (calls still served), then new calls are refused
+   * and open streams read no more rows; in-flight work finishes up to the timeout.
+   */
+  close(opts?: { graceMs?: number; timeoutMs?: number }): Promise<DrainResult>;
+  /** Stops now: worker threads ended first, then the listener; for a second signal. */
+  terminate(): Promise<void>;
+}
+
+function bindAddress(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+function bind(server: Server, address: string, creds: ReturnType<typeof serverCredentials>): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p))));
+}
+
+/** The main server with health, reflection and a PairwisePreference that answers UNAVAILABLE until loaded. */
+function buildServer(
+  opts: ServeOptions,
+  health: HealthImplementation,
+  metricsRef: { current: Metrics | null },
+  watches: WatchTracker,
+): { server: Server; setImpl: (i: RawPreferenceServer) => void } {
+  const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes;
+  const auth = opts.authToken ? [bearerTokenInterceptor(opts.authToken, () => metricsRef.current?.rejected('unauthenticated'))] : [];
+  const server = new Server({
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    interceptors: [watches.interceptor, ...auth],
+  });
+  health.addToServer(server);
+  const reflectionDefs = loadSync([`${PROTO_DIR}/pairpref/v1/preference.proto`, healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
+  new ReflectionService(reflectionDefs).addToServer(server);
+  // Registered before the model loads, so early calls get UNAVAILABLE (retryable), not UNIMPLEMENTED.
+  let impl: RawPreferenceServer | null = null;
+  const loading = (): Partial<ServiceError> => ({ code: status.UNAVAILABLE, details: 'pairpref is loading its model; retry shortly' });
+  server.addService(RawPairwisePreferenceService, {
+    score: (call, cb) => (impl ? impl.score(call, cb) : cb(loading())),
+    scoreStream: (call) => (impl ? impl.scoreStream(call) : call.emit('error', loading())),
+    getModelInfo: (call, cb) => (impl ? impl.getModelInfo(call, cb) : cb(loading())),
+  } satisfies RawPreferenceServer);
+  return { server, setImpl: (i) => (impl = i) };
+}
+
+/**
+ * Open health Watch streams never end by themselves (grpc-health-check keeps them), so a drain would
+ * wait on them until its timeout: they are ended with UNAVAILABLE when new calls stop being taken.
+ */
+interface WatchTracker {
+  readonly interceptor: ServerInterceptor;
+  endAll(): void;
+}
+
+function watchTracker(): WatchTracker {
+  const open = new Set<ServerInterceptingCall>();
+  return {
+    interceptor: (method, call) => {
+      const c = new ServerInterceptingCall(call, {
+        sendStatus: (st, next) => {
+          open.delete(c);
+          next(st);
+        },
+      });
+      if (method.path === '/grpc.health.v1.Health/Watch') open.add(c);
+      return c;
+    },
+    endAll() {
+      for (const c of [...open]) c.sendStatus({ code: status.UNAVAILABLE, details: 'pairpref is shutting down' });
+      open.clear();
+    },
+  };
+}
+
+/** Health follows the engine (NOT_SERVING while no device or tokenizer is up) until the drain starts. */
+function setHealth(health: HealthImplementation, serving: boolean): void {
+  const s = serving ? 'SERVING' : 'NOT_SERVING';
+  health.setStatus('', s);
+  health.setStatus(SERVICE_NAME, s);
 }
 
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.logger ?? silentLogger;
   const host = opts.host ?? '127.0.0.1';
-  const maxMessageBytes = opts.maxMessageBytes ?? 64 * 1024 * 1024;
-  const server = new Server({
-    'grpc.max_receive_message_length': maxMessageBytes,
-    'grpc.max_send_message_length': maxMessageBytes,
-  });
+  if (!isLoopback(host) && !opts.tls && !opts.authToken) {
+    log.warn(`listening on ${host} without TLS or a token: anyone who can reach this port can score and read the model info (see --tls-cert, --auth-token-file)`);
+  }
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
-  health.addToServer(server);
-  const reflectionDefs = loadSync([`${PROTO_DIR}/pairpref/v1/preference.proto`, healthProtoPath], {
-    includeDirs: [PROTO_DIR],
-    keepCase: true,
-  });
-  new ReflectionService(reflectionDefs).addToServer(server);
-  // Registered before the model loads, so early calls get UNAVAILABLE (retryable), not UNIMPLEMENTED.
-  let impl: PairwisePreferenceServer | null = null;
-  const loading = (): Partial<ServiceError> => ({ code: status.UNAVAILABLE, details: 'pairpref is loading its model; retry shortly' });
-  server.addService(PairwisePreferenceService, {
-    score: (call, cb) => (impl ? impl.score(call, cb) : cb(loading())),
-    scoreStream: (call) => (impl ? impl.scoreStream(call) : call.emit('error', loading())),
-    getModelInfo: (call, cb) => (impl ? impl.getModelInfo(call, cb) : cb(loading())),
-  } satisfies PairwisePreferenceServer);
-
+  const metricsRef: { current: Metrics | null } = { current: null };
+  const watches = watchTracker();
+  const { server, setImpl } = buildServer(opts, health, metricsRef, watches);
   // Listen first so health checks answer NOT_SERVING while the model loads and warms up.
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 50051}`, ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
+  const port = await bind(server, bindAddress(host, opts.port ?? 50051), serverCredentials(opts.tls));
+  let healthServer: Server | null = null;
+  let healthPort: number | null = null;
+  if (opts.healthPort !== undefined) {
+    healthServer = new Server();
+    health.addToServer(healthServer);
+    healthPort = await bind(healthServer, bindAddress(host, opts.healthPort), serverCredentials(undefined));
+  }
   let scorer: Scorer;
   try {
     scorer = await opts.load();
   } catch (e) {
     server.forceShutdown();
+    healthServer?.forceShutdown();
     throw e;
   }
   const metrics = createMetrics(scorer);
-  impl = createPreferenceService(scorer, { maxInflightPerStream: opts.maxInflightPerStream ?? 512, metrics });
+  metricsRef.current = metrics;
+  const drain = drainControl();
+  setImpl(
+    createPreferenceService(scorer, {
+      maxInflightPerStream: opts.maxInflightPerStream ?? DEFAULT_SERVER_LIMITS.maxInflightPerStream,
+      maxRowsPerCall: opts.maxRowsPerCall ?? DEFAULT_SERVER_LIMITS.maxRowsPerCall,
+      maxStreams: opts.maxStreams ?? DEFAULT_SERVER_LIMITS.maxStreams,
+      maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes,
+      metrics,
+      draining: () => drain.draining,
+      onDrain: drain.register,
+    }),
+  );
   let metricsServer: HttpServer | null = null;
   if (opts.metricsPort !== undefined) metricsServer = await serveMetrics(metrics, host, opts.metricsPort);
-  health.setStatus('', 'SERVING');
-  health.setStatus(SERVICE_NAME, 'SERVING');
+  scorer.onHealthChange((h) => {
+    if (!drain.started) setHealth(health, h.serving);
+    if (!h.serving) log.warn(`health NOT_SERVING: ${h.reason}`);
+    else log.info('health SERVING');
+  });
+  setHealth(health, scorer.health().serving);
   const metricsAddr = metricsServer?.address();
   const metricsPort = metricsAddr && typeof metricsAddr === 'object' ? metricsAddr.port : null;
+  const stopAux = (): void => {
+    metricsServer?.close();
+    healthServer?.forceShutdown();
+  };
 
-  let closing: Promise<void> | null = null;
+  let closing: Promise<DrainResult> | null = null;
   return {
     host,
     port,
     address: `${host}:${port}`,
     scorer,
     metricsPort,
-    close(graceMs = 10_000) {
+    healthPort,
+    close(o = {}) {
       closing ??= (async () => {
-        health.setStatus('', 'NOT_SERVING');
-        health.setStatus(SERVICE_NAME, 'NOT_SERVING');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            log.warn(`calls still running after ${graceMs} ms: cancelling them`);
-            server.forceShutdown();
-            resolve();
-          }, graceMs);
-          server.tryShutdown(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-        metricsServer?.close();
+        drain.started = true;
+        setHealth(health, false);
+        const graceMs = o.graceMs ?? opts.drainGraceMs ?? 0;
+        if (graceMs > 0) {
+          log.info(`draining: health NOT_SERVING, still serving for ${graceMs} ms so load balancers can notice`);
+          await new Promise((r) => setTimeout(r, graceMs));
+        }
+        drain.begin();
+        watches.endAll();
+        const cancelled = await shutdown(server, o.timeoutMs ?? opts.drainTimeoutMs ?? DEFAULT_DRAIN.timeoutMs, log);
+        stopAux();
         await scorer.close();
+        return { cancelled };
       })();
       return closing;
     },
+    async terminate() {
+      await scorer.terminate();
+      server.forceShutdown();
+      stopAux();
+    },
   };
+}
+
+/** Who is told when the drain starts: the open streams stop reading. */
+function drainControl() {
+  const stops = new Set<() => void>();
+  const state = {
+    started: false,
+    draining: false,
+    register(stop: () => void): () => void {
+      stops.add(stop);
+      return () => stops.delete(stop);
+    },
+    begin(): void {
+      state.draining = true;
+      for (const stop of [...stops]) stop();
+    },
+  };
+  return state;
+}
+
+/** Refuses new calls, waits for in-flight ones up to timeoutMs, then cancels them; true when it had to. */
+function shutdown(server: Server, timeoutMs: number, log: Logger): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn(`calls still running after the ${timeoutMs} ms drain timeout: cancelling them`);
+      server.forceShutdown();
+      resolve(true);
+    }, timeoutMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
 }

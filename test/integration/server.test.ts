@@ -251,7 +251,10 @@ describe('tokenizer worker threads (--preprocess-threads 2)', () => {
 });
 
 describe('two devices (--devices cpu,cpu)', () => {
-  test('1,000 arena-hard rows reach both sessions; their token totals differ by at most 10%', async () => {
+  // Devices pull batches (each holds at most one beyond the one it runs), so a device slowed by
+  // other work on this 2-core machine takes fewer: equal totals for equally fast devices are
+  // checked with controlled executors in test/engine/scheduler.test.ts.
+  test('1,000 arena-hard rows reach both sessions, each row exactly once', async () => {
     const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), { preference: { truncation: { max_length: 512 } } }).dir;
     const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu,cpu', batching: { maxBatchTokens: 4096 } });
     const client = testClient(server.address);
@@ -267,8 +270,6 @@ describe('two devices (--devices cpu,cpu)', () => {
       assert.deepEqual(loads.map((l) => l.name), ['cpu:0', 'cpu:1']);
       const [a, b] = loads as [(typeof loads)[0], (typeof loads)[0]];
       assert.ok(a.rows > 0 && b.rows > 0, `both sessions got rows: ${a.rows} / ${b.rows}`);
-      const diff = Math.abs(a.tokens - b.tokens) / Math.max(a.tokens, b.tokens);
-      assert.ok(diff <= 0.1, `token totals ${a.tokens} vs ${b.tokens} differ by ${(diff * 100).toFixed(1)}%`);
       const total = preds.reduce((s, p) => s + p.numTokens, 0);
       assert.equal(a.tokens + b.tokens, total, 'every row ran exactly once');
     } finally {

@@ -47,7 +47,7 @@ test('--devices webgpu gives the same probabilities as cpu', { timeout: 300_000 
       : '';
     assert.fail(`starting the server with --devices webgpu failed: ${msg}${hint}`);
   }
-  cleanup.push(() => server.close());
+  cleanup.push(async () => void (await server.close()));
   const client = new PairwisePreferenceClient(server.address, credentials.createInsecure());
   cleanup.push(() => client.close());
 

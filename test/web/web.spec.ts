@@ -46,7 +46,7 @@ before(async () => {
   web = await buildAndPreview(bundle.dir, outDir);
   cleanup.push(() => web.close(), () => rmSync(outDir, { recursive: true, force: true }));
   server = await serveModel({ modelDir: bundle.dir, port: 0, devices: 'cpu' });
-  cleanup.push(() => server.close());
+  cleanup.push(async () => void (await server.close()));
   serverResults = await server.scorer.score(rows);
   for (const r of serverResults) assert.equal(r.error, undefined, `server failed on row ${r.id}: ${r.error?.message}`);
 });

@@ -126,7 +126,15 @@ export interface ModelInfo {
   head: string;
   /** Names of the numeric features the model reads, in order (empty when none). */
   features: string[];
-  batching: BatchingInfo | undefined;
+  batching:
+    | BatchingInfo
+    | undefined;
+  /** What the server refuses (added in 0.2.0). */
+  limits:
+    | Limits
+    | undefined;
+  /** The tokenizer worker threads (added in 0.2.0). */
+  tokenizers: TokenizerInfo | undefined;
 }
 
 export interface Device {
@@ -135,12 +143,47 @@ export interface Device {
   /** The onnxruntime execution provider that runs it: "cpu", "cuda", "webgpu". */
   executionProvider: string;
   intraOpThreads: number;
+  /**
+   * "up" (in rotation), "restarting" (out of rotation after a failed batch) or "down" (a restart
+   * failed; it is tried again with backoff). Added in 0.2.0.
+   */
+  state: string;
+  /** Restarts after failures since the server started. */
+  restarts: number;
+  /** The last failure, "" when none. */
+  lastError: string;
 }
 
 export interface BatchingInfo {
   maxBatchTokens: number;
   maxBatchSize: number;
   maxQueueDelayMs: number;
+}
+
+/** The limits a client can run into (see the README's "Limits and failure behaviour"). */
+export interface Limits {
+  /** Comparisons in one Score call; more is INVALID_ARGUMENT. */
+  maxRowsPerCall: number;
+  /** Characters of one field; a longer one is a per-row INVALID_ARGUMENT. */
+  maxRowChars: number;
+  /** UTF-8 bytes of a row id; a longer one is a per-row INVALID_ARGUMENT. */
+  maxIdBytes: number;
+  /** Tokens waiting beyond which new work gets RESOURCE_EXHAUSTED. */
+  maxQueueTokens: number;
+  /** Open ScoreStream calls; one more is RESOURCE_EXHAUSTED. */
+  maxStreams: number;
+  /** Rows one stream may have unanswered before the server stops reading it. */
+  maxInflightPerStream: number;
+  /** Largest request or response message in bytes. */
+  maxMessageBytes: number;
+}
+
+export interface TokenizerInfo {
+  /** Worker threads (0: tokenizing on the event loop). */
+  threads: number;
+  /** Threads up now (the event loop counts as 1 when threads is 0). */
+  alive: number;
+  restarts: number;
 }
 
 function createBaseComparison(): Comparison {
@@ -1064,6 +1107,8 @@ function createBaseModelInfo(): ModelInfo {
     head: "",
     features: [],
     batching: undefined,
+    limits: undefined,
+    tokenizers: undefined,
   };
 }
 
@@ -1101,6 +1146,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.batching !== undefined) {
       BatchingInfo.encode(message.batching, writer.uint32(90).fork()).join();
+    }
+    if (message.limits !== undefined) {
+      Limits.encode(message.limits, writer.uint32(98).fork()).join();
+    }
+    if (message.tokenizers !== undefined) {
+      TokenizerInfo.encode(message.tokenizers, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1206,6 +1257,22 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.batching = BatchingInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.limits = Limits.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.tokenizers = TokenizerInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1249,6 +1316,8 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       head: isSet(object.head) ? globalThis.String(object.head) : "",
       features: globalThis.Array.isArray(object?.features) ? object.features.map((e: any) => globalThis.String(e)) : [],
       batching: isSet(object.batching) ? BatchingInfo.fromJSON(object.batching) : undefined,
+      limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
+      tokenizers: isSet(object.tokenizers) ? TokenizerInfo.fromJSON(object.tokenizers) : undefined,
     };
   },
 
@@ -1287,6 +1356,12 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.batching !== undefined) {
       obj.batching = BatchingInfo.toJSON(message.batching);
     }
+    if (message.limits !== undefined) {
+      obj.limits = Limits.toJSON(message.limits);
+    }
+    if (message.tokenizers !== undefined) {
+      obj.tokenizers = TokenizerInfo.toJSON(message.tokenizers);
+    }
     return obj;
   },
 
@@ -1308,12 +1383,18 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.batching = (object.batching !== undefined && object.batching !== null)
       ? BatchingInfo.fromPartial(object.batching)
       : undefined;
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? Limits.fromPartial(object.limits)
+      : undefined;
+    message.tokenizers = (object.tokenizers !== undefined && object.tokenizers !== null)
+      ? TokenizerInfo.fromPartial(object.tokenizers)
+      : undefined;
     return message;
   },
 };
 
 function createBaseDevice(): Device {
-  return { name: "", executionProvider: "", intraOpThreads: 0 };
+  return { name: "", executionProvider: "", intraOpThreads: 0, state: "", restarts: 0, lastError: "" };
 }
 
 export const Device: MessageFns<Device> = {
@@ -1326,6 +1407,15 @@ export const Device: MessageFns<Device> = {
     }
     if (message.intraOpThreads !== 0) {
       writer.uint32(24).uint32(message.intraOpThreads);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.restarts !== 0) {
+      writer.uint32(40).uint32(message.restarts);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(50).string(message.lastError);
     }
     return writer;
   },
@@ -1367,6 +1457,30 @@ export const Device: MessageFns<Device> = {
             message.intraOpThreads = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.restarts = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1392,6 +1506,13 @@ export const Device: MessageFns<Device> = {
         : isSet(object.intra_op_threads)
         ? globalThis.Number(object.intra_op_threads)
         : 0,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
     };
   },
 
@@ -1406,6 +1527,15 @@ export const Device: MessageFns<Device> = {
     if (message.intraOpThreads !== 0) {
       obj.intraOpThreads = Math.round(message.intraOpThreads);
     }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.restarts !== 0) {
+      obj.restarts = Math.round(message.restarts);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
     return obj;
   },
 
@@ -1417,6 +1547,9 @@ export const Device: MessageFns<Device> = {
     message.name = object.name ?? "";
     message.executionProvider = object.executionProvider ?? "";
     message.intraOpThreads = object.intraOpThreads ?? 0;
+    message.state = object.state ?? "";
+    message.restarts = object.restarts ?? 0;
+    message.lastError = object.lastError ?? "";
     return message;
   },
 };
@@ -1530,6 +1663,308 @@ export const BatchingInfo: MessageFns<BatchingInfo> = {
     message.maxBatchTokens = object.maxBatchTokens ?? 0;
     message.maxBatchSize = object.maxBatchSize ?? 0;
     message.maxQueueDelayMs = object.maxQueueDelayMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseLimits(): Limits {
+  return {
+    maxRowsPerCall: 0,
+    maxRowChars: 0,
+    maxIdBytes: 0,
+    maxQueueTokens: 0,
+    maxStreams: 0,
+    maxInflightPerStream: 0,
+    maxMessageBytes: 0,
+  };
+}
+
+export const Limits: MessageFns<Limits> = {
+  encode(message: Limits, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxRowsPerCall !== 0) {
+      writer.uint32(8).uint32(message.maxRowsPerCall);
+    }
+    if (message.maxRowChars !== 0) {
+      writer.uint32(16).uint32(message.maxRowChars);
+    }
+    if (message.maxIdBytes !== 0) {
+      writer.uint32(24).uint32(message.maxIdBytes);
+    }
+    if (message.maxQueueTokens !== 0) {
+      writer.uint32(32).uint64(message.maxQueueTokens);
+    }
+    if (message.maxStreams !== 0) {
+      writer.uint32(40).uint32(message.maxStreams);
+    }
+    if (message.maxInflightPerStream !== 0) {
+      writer.uint32(48).uint32(message.maxInflightPerStream);
+    }
+    if (message.maxMessageBytes !== 0) {
+      writer.uint32(56).uint64(message.maxMessageBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Limits {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLimits();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxRowsPerCall = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxRowChars = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxIdBytes = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxQueueTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxStreams = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxInflightPerStream = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.maxMessageBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Limits {
+    return {
+      maxRowsPerCall: isSet(object.maxRowsPerCall)
+        ? globalThis.Number(object.maxRowsPerCall)
+        : isSet(object.max_rows_per_call)
+        ? globalThis.Number(object.max_rows_per_call)
+        : 0,
+      maxRowChars: isSet(object.maxRowChars)
+        ? globalThis.Number(object.maxRowChars)
+        : isSet(object.max_row_chars)
+        ? globalThis.Number(object.max_row_chars)
+        : 0,
+      maxIdBytes: isSet(object.maxIdBytes)
+        ? globalThis.Number(object.maxIdBytes)
+        : isSet(object.max_id_bytes)
+        ? globalThis.Number(object.max_id_bytes)
+        : 0,
+      maxQueueTokens: isSet(object.maxQueueTokens)
+        ? globalThis.Number(object.maxQueueTokens)
+        : isSet(object.max_queue_tokens)
+        ? globalThis.Number(object.max_queue_tokens)
+        : 0,
+      maxStreams: isSet(object.maxStreams)
+        ? globalThis.Number(object.maxStreams)
+        : isSet(object.max_streams)
+        ? globalThis.Number(object.max_streams)
+        : 0,
+      maxInflightPerStream: isSet(object.maxInflightPerStream)
+        ? globalThis.Number(object.maxInflightPerStream)
+        : isSet(object.max_inflight_per_stream)
+        ? globalThis.Number(object.max_inflight_per_stream)
+        : 0,
+      maxMessageBytes: isSet(object.maxMessageBytes)
+        ? globalThis.Number(object.maxMessageBytes)
+        : isSet(object.max_message_bytes)
+        ? globalThis.Number(object.max_message_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: Limits): unknown {
+    const obj: any = {};
+    if (message.maxRowsPerCall !== 0) {
+      obj.maxRowsPerCall = Math.round(message.maxRowsPerCall);
+    }
+    if (message.maxRowChars !== 0) {
+      obj.maxRowChars = Math.round(message.maxRowChars);
+    }
+    if (message.maxIdBytes !== 0) {
+      obj.maxIdBytes = Math.round(message.maxIdBytes);
+    }
+    if (message.maxQueueTokens !== 0) {
+      obj.maxQueueTokens = Math.round(message.maxQueueTokens);
+    }
+    if (message.maxStreams !== 0) {
+      obj.maxStreams = Math.round(message.maxStreams);
+    }
+    if (message.maxInflightPerStream !== 0) {
+      obj.maxInflightPerStream = Math.round(message.maxInflightPerStream);
+    }
+    if (message.maxMessageBytes !== 0) {
+      obj.maxMessageBytes = Math.round(message.maxMessageBytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Limits>): Limits {
+    return Limits.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Limits>): Limits {
+    const message = createBaseLimits();
+    message.maxRowsPerCall = object.maxRowsPerCall ?? 0;
+    message.maxRowChars = object.maxRowChars ?? 0;
+    message.maxIdBytes = object.maxIdBytes ?? 0;
+    message.maxQueueTokens = object.maxQueueTokens ?? 0;
+    message.maxStreams = object.maxStreams ?? 0;
+    message.maxInflightPerStream = object.maxInflightPerStream ?? 0;
+    message.maxMessageBytes = object.maxMessageBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseTokenizerInfo(): TokenizerInfo {
+  return { threads: 0, alive: 0, restarts: 0 };
+}
+
+export const TokenizerInfo: MessageFns<TokenizerInfo> = {
+  encode(message: TokenizerInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.threads !== 0) {
+      writer.uint32(8).uint32(message.threads);
+    }
+    if (message.alive !== 0) {
+      writer.uint32(16).uint32(message.alive);
+    }
+    if (message.restarts !== 0) {
+      writer.uint32(24).uint32(message.restarts);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenizerInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenizerInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.threads = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.alive = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.restarts = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenizerInfo {
+    return {
+      threads: isSet(object.threads) ? globalThis.Number(object.threads) : 0,
+      alive: isSet(object.alive) ? globalThis.Number(object.alive) : 0,
+      restarts: isSet(object.restarts) ? globalThis.Number(object.restarts) : 0,
+    };
+  },
+
+  toJSON(message: TokenizerInfo): unknown {
+    const obj: any = {};
+    if (message.threads !== 0) {
+      obj.threads = Math.round(message.threads);
+    }
+    if (message.alive !== 0) {
+      obj.alive = Math.round(message.alive);
+    }
+    if (message.restarts !== 0) {
+      obj.restarts = Math.round(message.restarts);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TokenizerInfo>): TokenizerInfo {
+    return TokenizerInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TokenizerInfo>): TokenizerInfo {
+    const message = createBaseTokenizerInfo();
+    message.threads = object.threads ?? 0;
+    message.alive = object.alive ?? 0;
+    message.restarts = object.restarts ?? 0;
     return message;
   },
 };
@@ -1654,6 +2089,17 @@ export type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
