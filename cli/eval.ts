@@ -5,7 +5,8 @@ import { EvalAccumulator, LOG_LOSS_EPS, type EvalReport } from '../core/metrics.
 import { probsOf } from '../core/result.ts';
 import { LABELS } from '../core/types.ts';
 import type { SkippedRow } from '../datasets/score-file.ts';
-import { addSourceOptions, openSource, reportSkipped, runCommand, scoreInput, type SourceFlags } from './score.ts';
+import { exitOnSignals } from './atomic-file.ts';
+import { addSourceOptions, openSource, reportSkipped, reportSummary, runCommand, scoreInput, type SourceFlags } from './score.ts';
 
 interface EvalFlags extends SourceFlags {
   json: boolean;
@@ -29,9 +30,20 @@ export function formatReport(r: EvalReport): string {
 }
 
 async function evaluate(f: EvalFlags): Promise<void> {
-  const source = await openSource(f);
+  // SIGINT/SIGTERM: one line and exit 130/143 (eval writes no file, so there is nothing to remove).
+  const restoreSignals = exitOnSignals('eval');
+  try {
+    await evaluateRows(f);
+  } finally {
+    restoreSignals();
+  }
+}
+
+async function evaluateRows(f: EvalFlags): Promise<void> {
+  const source = await openSource(f, 'eval');
   const acc = new EvalAccumulator();
   const skipped: SkippedRow[] = [];
+  const started = performance.now();
   try {
     // Rows are scored one by one, so a repeated id (the dev split has two) is just another row.
     for await (const r of scoreInput(f, source.client, 'eval', { labels: true, uniqueIds: false }, skipped)) {
@@ -43,6 +55,7 @@ async function evaluate(f: EvalFlags): Promise<void> {
   }
   reportSkipped(skipped);
   const report = acc.report();
+  reportSummary(`scored ${report.n} row(s)`, report.n, started, source.resent());
   if (report.n === 0) throw new Error('no rows were scored');
   process.stdout.write(f.json ? `${JSON.stringify(report)}\n` : formatReport(report));
 }

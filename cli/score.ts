@@ -1,12 +1,13 @@
 // `pairpref score`: an Arena CSV / CSV.gz / JSONL file in, the submission CSV out
 // (id,winner_model_a,winner_model_b,winner_tie; every usable input id once, in input order).
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { Option, type Command } from 'commander';
-import { connect } from '../client/sdk.ts';
+import { connect, DEFAULT_IDLE_TIMEOUT_MS, type ReplicaFailure } from '../client/index.ts';
 import { DEFAULT_WINDOW } from '../core/window.ts';
 import { countRecords } from '../datasets/arena-file.ts';
 import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../datasets/score-file.ts';
 import { intArg } from './args.ts';
-import { writeFileAtomically } from './atomic-file.ts';
+import { exitOnSignals, writeFileAtomically } from './atomic-file.ts';
 import { progressWanted, startProgress } from './progress.ts';
 import { openLocal } from './wiring.ts';
 
@@ -22,39 +23,73 @@ export interface SourceFlags {
   skipBad: boolean;
   window: number;
   connectTimeoutMs: number;
+  idleTimeoutMs: number;
 }
 
 export function addSourceOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--input <file>', 'Arena-schema input: .csv, .csv.gz, .jsonl or .jsonl.gz (columns/keys id, prompt, response_a, response_b; text fields are JSON lists like ["hi"])')
-    .addOption(new Option('--server <host:port>', 'score through a running pairpref server; several comma-separated replicas are reached round robin').conflicts('model'))
+    .addOption(
+      new Option('--server <host:port>', 'score through a running pairpref server; rows are spread over several comma-separated replicas, and the unanswered rows of a replica that fails go to the others').conflicts('model'),
+    )
     .option('--model <dir>', `score in-process with this model bundle (default: ${DEFAULT_MODEL_DIR} when --server is not given)`)
     .option('--devices <list>', 'in-process devices, as for serve: auto, cpu, cpu,cpu, cuda:0, ... (only with --model)', 'auto')
     .option('--tta', 'swap test-time augmentation: also score with the responses swapped and average', false)
     .option('--skip-bad', 'leave malformed rows out and list them (with line numbers) on stderr instead of stopping at the first', false)
     .option('--window <n>', 'rows in flight at once (bounds memory)', intArg('--window', 1), DEFAULT_WINDOW)
-    .option('--connect-timeout-ms <ms>', 'how long to wait for --server to be ready', intArg('--connect-timeout-ms', 1), 30_000);
+    .option('--connect-timeout-ms <ms>', 'how long to wait for --server to be ready', intArg('--connect-timeout-ms', 1), 30_000)
+    .option('--idle-timeout-ms <ms>', 'with --server: a replica that owes answers and sends nothing for this long counts as failed (0: never)', intArg('--idle-timeout-ms', 0), DEFAULT_IDLE_TIMEOUT_MS);
 }
 
 export interface OpenedSource {
   readonly client: StreamScorer;
+  /** Rows re-sent so far because a replica failed (always 0 in-process). */
+  resent(): number;
   close(): Promise<void>;
 }
 
+/** One line per replica failure that moved rows (or began a run of failures), not per retry. */
+function reportReplicaFailure(command: string, f: ReplicaFailure): void {
+  if (f.resent === 0 && f.consecutive > 1) return;
+  const code = grpcStatus[f.code] ?? String(f.code);
+  process.stderr.write(`pairpref ${command}: replica ${f.target} failed (${code}: ${f.message}); ${f.resent} unanswered row(s) re-sent, retrying it in ${f.retryInMs} ms\n`);
+}
+
 /** The server client or the in-process scorer, whichever the flags ask for. */
-export async function openSource(f: SourceFlags): Promise<OpenedSource> {
+export async function openSource(f: SourceFlags, command: string): Promise<OpenedSource> {
   if (f.server) {
-    const client = connect(f.server.split(',').map((s) => s.trim()).filter(Boolean));
+    let resent = 0;
+    const client = connect(
+      f.server.split(',').map((s) => s.trim()).filter(Boolean),
+      {
+        idleTimeoutMs: f.idleTimeoutMs,
+        onReplicaFailure: (e) => {
+          resent += e.resent;
+          reportReplicaFailure(command, e);
+        },
+      },
+    );
     try {
       await client.waitForReady(f.connectTimeoutMs);
     } catch (e) {
       client.close();
       throw e;
     }
-    return { client, close: async () => client.close() };
+    return { client, resent: () => resent, close: async () => client.close() };
   }
   const local = await openLocal({ modelDir: f.model ?? DEFAULT_MODEL_DIR, devices: f.devices });
-  return { client: local, close: () => local.close() };
+  return { client: local, resent: () => 0, close: () => local.close() };
+}
+
+/**
+ * The run's summary line on stderr: always on a terminal; otherwise only when rows had to be
+ * re-sent (piped runs stay quiet unless there is something to know).
+ */
+export function reportSummary(what: string, rows: number, startedMs: number, resent: number): void {
+  if (!progressWanted() && resent === 0) return;
+  const s = (performance.now() - startedMs) / 1000;
+  const again = resent > 0 ? `; ${resent} row${resent === 1 ? '' : 's'} re-sent after a replica failed` : '';
+  process.stderr.write(`${what} in ${s.toFixed(1)} s (${(rows / s).toFixed(1)} rows/s)${again}\n`);
 }
 
 export function describeSkipped(s: SkippedRow): string {
@@ -109,26 +144,34 @@ interface ScoreFlags extends SourceFlags {
 }
 
 async function score(f: ScoreFlags): Promise<void> {
-  const source = await openSource(f);
-  const skipped: SkippedRow[] = [];
-  let rows = 0;
-  const started = performance.now();
+  // From here on SIGINT/SIGTERM remove the temp output and exit 130/143 (a model load included).
+  const restoreSignals = exitOnSignals('score');
   try {
-    await writeFileAtomically(f.output, async (write) => {
-      await write('id,winner_model_a,winner_model_b,winner_tie\n');
-      for await (const r of scoreInput(f, source.client, 'score', {}, skipped)) {
-        const p = r.prediction;
-        await write(`${csvField(r.id)},${p.winner_model_a},${p.winner_model_b},${p.winner_tie}\n`);
-        rows++;
-      }
-    });
+    const source = await openSource(f, 'score');
+    const skipped: SkippedRow[] = [];
+    let rows = 0;
+    const started = performance.now();
+    try {
+      const onStaleTemp = (p: string): void => void process.stderr.write(`pairpref score: removed ${p}, left by a run that was killed\n`);
+      await writeFileAtomically(
+        f.output,
+        async (write) => {
+          await write('id,winner_model_a,winner_model_b,winner_tie\n');
+          for await (const r of scoreInput(f, source.client, 'score', {}, skipped)) {
+            const p = r.prediction;
+            await write(`${csvField(r.id)},${p.winner_model_a},${p.winner_model_b},${p.winner_tie}\n`);
+            rows++;
+          }
+        },
+        { onStaleTemp },
+      );
+    } finally {
+      await source.close();
+    }
+    reportSkipped(skipped);
+    reportSummary(`wrote ${rows} row(s) to ${f.output}`, rows, started, source.resent());
   } finally {
-    await source.close();
-  }
-  reportSkipped(skipped);
-  if (progressWanted()) {
-    const s = (performance.now() - started) / 1000;
-    process.stderr.write(`wrote ${rows} row(s) to ${f.output} in ${s.toFixed(1)} s (${(rows / s).toFixed(1)} rows/s)\n`);
+    restoreSignals();
   }
 }
 

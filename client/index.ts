@@ -1,6 +1,23 @@
 // Public SDK surface: connect to pairpref servers and score rows. Only gRPC here; the in-process
 // engine (engine/, wired by cli/wiring.ts) and the dataset readers (datasets/) are their own layers.
-export { connect, resolveTarget, PairprefError, type ConnectOptions, type CallOptions, type StreamOptions, type RetryOptions, type PairprefClient, type ModelInfo } from './sdk.ts';
+export {
+  connect,
+  resolveTarget,
+  PairprefError,
+  type ConnectOptions,
+  type CallOptions,
+  type StreamOptions,
+  type RetryOptions,
+  type PairprefClient,
+  type ModelInfo,
+  type ScoreStream,
+  type StreamStats,
+  type ReplicaStats,
+  type ReplicaState,
+  type ReplicaFailure,
+} from './sdk.ts';
+export { DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS } from './channels.ts';
+export { DEFAULT_IDLE_TIMEOUT_MS } from './failover.ts';
 export { RowInputError } from '../core/errors.ts';
 export { toComparison, type Row } from '../core/rows.ts';
 export { errorPrediction, probsOf, type Prediction, type RowError, type RowError as PredictionError, type StreamPrediction } from '../core/result.ts';

@@ -1,5 +1,5 @@
 // Runs the real `pairpref` bin in a child process (not a TTY: no progress bar).
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../client/helpers.ts';
@@ -32,4 +32,25 @@ export function readSubmission(path: string): { header: string; rows: Submission
     return { id, probs: [Number(a), Number(b), Number(t)] as [number, number, number] };
   });
   return { header, rows };
+}
+
+export interface SpawnedCli {
+  readonly proc: ChildProcess;
+  /** Settles when the process exits; `code` is null when a signal ended it. */
+  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+  /** stderr so far. */
+  stderr(): string;
+}
+
+/** Starts the real `pairpref` bin without waiting for it: for tests that signal it mid-run. */
+export function spawnCli(args: readonly string[]): SpawnedCli {
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'pairpref.mjs'), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  proc.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { proc, done, stderr: () => stderr };
 }
