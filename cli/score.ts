@@ -2,7 +2,8 @@
 // (id,winner_model_a,winner_model_b,winner_tie; every usable input id once, in input order).
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { Option, type Command } from 'commander';
-import { connect, DEFAULT_IDLE_TIMEOUT_MS, type ReplicaFailure } from '../client/index.ts';
+import { readFileSync } from 'node:fs';
+import { connect, DEFAULT_IDLE_TIMEOUT_MS, type ConnectOptions, type ReplicaFailure } from '../client/index.ts';
 import { DEFAULT_WINDOW } from '../core/window.ts';
 import { countRecords } from '../datasets/arena-file.ts';
 import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../datasets/score-file.ts';
@@ -24,6 +25,11 @@ export interface SourceFlags {
   window: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+  authTokenFile?: string;
 }
 
 export function addSourceOptions(cmd: Command): Command {
@@ -38,7 +44,36 @@ export function addSourceOptions(cmd: Command): Command {
     .option('--skip-bad', 'leave malformed rows out and list them (with line numbers) on stderr instead of stopping at the first', false)
     .option('--window <n>', 'rows in flight at once (bounds memory)', intArg('--window', 1), DEFAULT_WINDOW)
     .option('--connect-timeout-ms <ms>', 'how long to wait for --server to be ready', intArg('--connect-timeout-ms', 1), 30_000)
-    .option('--idle-timeout-ms <ms>', 'with --server: a replica that owes answers and sends nothing for this long counts as failed (0: never)', intArg('--idle-timeout-ms', 0), DEFAULT_IDLE_TIMEOUT_MS);
+    .option('--idle-timeout-ms <ms>', 'with --server: a replica that owes answers and sends nothing for this long counts as failed (0: never)', intArg('--idle-timeout-ms', 0), DEFAULT_IDLE_TIMEOUT_MS)
+    .option('--tls-ca <file>', 'with --server: connect with TLS, trusting this PEM CA bundle')
+    .option('--tls-cert <file>', 'with --server and --tls-ca: client certificate for mutual TLS (with --tls-key)')
+    .option('--tls-key <file>', 'private key of --tls-cert')
+    .option('--tls-server-name <name>', "with --tls-ca: name to check the server's certificate against (when --server names an IP)")
+    .option('--auth-token-file <file>', 'with --server: send the bearer token in this file (default: the PAIRPREF_TOKEN environment variable, when set)');
+}
+
+function readFlagFile(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`${flag}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** --tls-* and --auth-token-file / PAIRPREF_TOKEN -> the SDK's connection settings. */
+export function securityFromFlags(f: Pick<SourceFlags, 'tlsCa' | 'tlsCert' | 'tlsKey' | 'tlsServerName' | 'authTokenFile'>): Pick<ConnectOptions, 'tls' | 'token'> {
+  if ((f.tlsCert || f.tlsKey || f.tlsServerName) && !f.tlsCa) throw new Error('--tls-cert, --tls-key and --tls-server-name need --tls-ca');
+  if (Boolean(f.tlsCert) !== Boolean(f.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+  const tls = f.tlsCa
+    ? {
+        ca: readFlagFile(f.tlsCa, '--tls-ca'),
+        ...(f.tlsCert && f.tlsKey ? { cert: readFlagFile(f.tlsCert, '--tls-cert'), key: readFlagFile(f.tlsKey, '--tls-key') } : {}),
+        ...(f.tlsServerName ? { serverName: f.tlsServerName } : {}),
+      }
+    : undefined;
+  const token = f.authTokenFile ? readFlagFile(f.authTokenFile, '--auth-token-file').toString('utf8').trim() : process.env['PAIRPREF_TOKEN']?.trim();
+  if (f.authTokenFile && !token) throw new Error(`--auth-token-file: ${f.authTokenFile} is empty`);
+  return { ...(tls ? { tls } : {}), ...(token ? { token } : {}) };
 }
 
 export interface OpenedSource {
@@ -62,6 +97,7 @@ export async function openSource(f: SourceFlags, command: string): Promise<Opene
     const client = connect(
       f.server.split(',').map((s) => s.trim()).filter(Boolean),
       {
+        ...securityFromFlags(f),
         idleTimeoutMs: f.idleTimeoutMs,
         onReplicaFailure: (e) => {
           resent += e.resent;

@@ -99,24 +99,39 @@ function addFlags(cmd: Command): Command {
 }
 
 /**
- * First signal: drain, then exit 0 (or 2 when calls had to be cancelled). Second signal: end the
- * worker threads first (a process that exits under a running onnxruntime session can abort), then
- * exit 130 (SIGINT) / 143 (SIGTERM) at once.
+ * First signal: drain, then exit 0 (or 2 when calls had to be cancelled). Second signal: stop the
+ * worker threads (each after its running batch: a thread ended under a running onnxruntime session
+ * aborts the process) and exit 130 (SIGINT) / 143 (SIGTERM). Installed before the model loads: a
+ * signal during the load drains as soon as the server is up; a second one exits at once.
  */
-function handleSignals(running: RunningServer, log: Logger): void {
+function handleSignals(log: Logger): { serving(running: RunningServer): void } {
   let signals = 0;
+  let running: RunningServer | null = null;
+  let first: NodeJS.Signals | null = null;
+  const drain = (r: RunningServer, sig: NodeJS.Signals): void => {
+    log.info(`${sig}: draining in-flight calls, then exiting (send again to exit now)`);
+    r.close().then(({ cancelled }) => process.exit(cancelled ? EXIT_DRAIN_CANCELLED : 0));
+  };
   const stop = (sig: NodeJS.Signals): void => {
     const code = sig === 'SIGINT' ? 130 : 143;
     if (++signals > 1) {
       log.warn(`${sig} again: stopping now`);
+      if (!running) process.exit(code);
       void running.terminate().finally(() => process.exit(code));
       return;
     }
-    log.info(`${sig}: draining in-flight calls, then exiting (send again to exit now)`);
-    running.close().then(({ cancelled }) => process.exit(cancelled ? EXIT_DRAIN_CANCELLED : 0));
+    first = sig;
+    if (running) drain(running, sig);
+    else log.info(`${sig}: the model is still loading; draining as soon as it is up (send again to exit now)`);
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  return {
+    serving(r) {
+      running = r;
+      if (first) drain(r, first);
+    },
+  };
 }
 
 export function registerServe(program: Command): void {
@@ -124,6 +139,7 @@ export function registerServe(program: Command): void {
     const log = createLogger(o.logLevel, (line) => process.stderr.write(line));
     const tls = tlsFromFlags(o);
     const authToken = tokenFromFile(o.authTokenFile);
+    const signals = handleSignals(log);
     log.info(`loading ${o.model} on devices "${o.devices}"`);
     const running = await serveModel({
       modelDir: o.model,
@@ -151,6 +167,6 @@ export function registerServe(program: Command): void {
     log.info(`serving ${c.name} ${c.version} on ${running.address} (devices: ${running.scorer.devices.map((d) => d.device.name).join(',')}; ${security}; health: SERVING)`);
     if (running.healthPort !== null) log.info(`health checks (plaintext) on ${running.host}:${running.healthPort}`);
     if (running.metricsPort !== null) log.info(`metrics on http://${running.host}:${running.metricsPort}/metrics`);
-    handleSignals(running, log);
+    signals.serving(running);
   });
 }

@@ -3,7 +3,7 @@
 // itself, so it knows which replica holds which unanswered rows when one of them fails. Every
 // channel sends keepalive pings, so a peer that vanished without closing its socket (power loss,
 // SIGSTOP, a dropped route) is noticed by the transport rather than waited on forever.
-import { credentials as grpcCredentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, InterceptingCall, type ChannelCredentials, type ChannelOptions, type ClientOptions, type Interceptor } from '@grpc/grpc-js';
 import { lookup } from 'node:dns/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { PairwisePreferenceClient } from '../proto/gen/pairpref/v1/preference.ts';
@@ -11,9 +11,23 @@ import { PairwisePreferenceClient } from '../proto/gen/pairpref/v1/preference.ts
 export const DEFAULT_KEEPALIVE_TIME_MS = 30_000;
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 10_000;
 
+/** TLS to the server: its CA (else the system roots), and a client certificate for mutual TLS. */
+export interface TlsSettings {
+  /** PEM CA bundle that signed the server's certificate. */
+  readonly ca?: Buffer;
+  /** PEM client certificate chain and key, for a server started with --tls-client-ca. */
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  /** Name to check the server's certificate against, when targets are IPs or differ from it. */
+  readonly serverName?: string;
+}
+
 export interface ChannelSettings {
-  /** Default: insecure (a sidecar on localhost or a private network). */
+  /** Default: insecure, or TLS when `tls` is set. Explicit grpc-js credentials win over `tls`. */
   readonly credentials?: ChannelCredentials;
+  readonly tls?: TlsSettings;
+  /** Bearer token for a server started with --auth-token-file (sent as `authorization: Bearer ...`). */
+  readonly token?: string;
   /** Largest message received (default 64 MiB, the server's default limit). */
   readonly maxMessageBytes?: number;
   /** Ping an idle connection after this long (default 30,000 ms). */
@@ -77,9 +91,28 @@ export async function resolveTarget(targets: readonly string[]): Promise<string>
   return `${family}:${hostPorts.join(',')}`;
 }
 
+/** Adds the bearer token to every call's metadata (works over TLS and plaintext alike). */
+function bearer(token: string): Interceptor {
+  return (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+function credentialsOf(s: ChannelSettings): ChannelCredentials {
+  if (s.credentials) return s.credentials;
+  if (!s.tls) return grpcCredentials.createInsecure();
+  return grpcCredentials.createSsl(s.tls.ca ?? null, s.tls.key ?? null, s.tls.cert ?? null);
+}
+
 /** The channel options every channel of a connection gets. */
-function channelOptionsOf(s: ChannelSettings): ChannelOptions {
+function channelOptionsOf(s: ChannelSettings): ClientOptions {
   return {
+    ...(s.token ? { interceptors: [bearer(s.token)] } : {}),
+    ...(s.tls?.serverName ? { 'grpc.ssl_target_name_override': s.tls.serverName, 'grpc.default_authority': s.tls.serverName } : {}),
     'grpc.max_receive_message_length': s.maxMessageBytes ?? 64 * 1024 * 1024,
     'grpc.keepalive_time_ms': s.keepaliveTimeMs ?? DEFAULT_KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': s.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -92,7 +125,7 @@ function channelOptionsOf(s: ChannelSettings): ChannelOptions {
 /** Creates the (lazily connecting) channels: the round-robin one and, with several targets, one per replica. */
 export async function openChannels(targets: readonly string[], s: ChannelSettings): Promise<Channels> {
   if (targets.length === 0) throw new Error('connect: no target given');
-  const creds = s.credentials ?? grpcCredentials.createInsecure();
+  const creds = credentialsOf(s);
   const opts = channelOptionsOf(s);
   const roundRobin = (target: string): PairwisePreferenceClient =>
     new PairwisePreferenceClient(target, creds, { ...opts, 'grpc.service_config': ROUND_ROBIN, 'grpc.service_config_disable_resolution': 1 });

@@ -16,7 +16,7 @@ export {
   type ReplicaState,
   type ReplicaFailure,
 } from './sdk.ts';
-export { DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS } from './channels.ts';
+export { DEFAULT_KEEPALIVE_TIME_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, type TlsSettings } from './channels.ts';
 export { DEFAULT_IDLE_TIMEOUT_MS } from './failover.ts';
 export { RowInputError } from '../core/errors.ts';
 export { toComparison, type Row } from '../core/rows.ts';

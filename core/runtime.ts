@@ -41,8 +41,10 @@ export interface ModelRunner {
   run(rows: readonly EncodedRow[]): Promise<Probs[]>;
   /** Lets the running batch finish, then releases the session. */
   close(): Promise<void>;
-  /** Ends the session's thread now, failing what is in flight (a second signal; fault tests). */
+  /** Fails what is waiting now and stops the session as soon as its running batch is done (a second signal). */
   terminate?(): Promise<void>;
+  /** Ends the session's thread as a crash would, after its running batch (fault tests). */
+  crash?(): Promise<void>;
 }
 
 export interface ResolvedDevices {

@@ -296,8 +296,8 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     faults: {
       killDevice: async (name) => {
         const r = pool.runner(name);
-        if (!r?.terminate) throw new Error(`no device ${name} with a thread to kill`);
-        await r.terminate();
+        if (!r?.crash) throw new Error(`no device ${name} with a thread to kill`);
+        await r.crash();
       },
       killTokenizer: (i) => encoder.killWorker(i),
     },

@@ -189,12 +189,15 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   );
   let metricsServer: HttpServer | null = null;
   if (opts.metricsPort !== undefined) metricsServer = await serveMetrics(metrics, host, opts.metricsPort);
+  let serving = scorer.health().serving;
   scorer.onHealthChange((h) => {
-    if (!drain.started) setHealth(health, h.serving);
+    if (drain.started || h.serving === serving) return;
+    serving = h.serving;
+    setHealth(health, h.serving);
     if (!h.serving) log.warn(`health NOT_SERVING: ${h.reason}`);
-    else log.info('health SERVING');
+    else log.info('health SERVING again');
   });
-  setHealth(health, scorer.health().serving);
+  setHealth(health, serving);
   const metricsAddr = metricsServer?.address();
   const metricsPort = metricsAddr && typeof metricsAddr === 'object' ? metricsAddr.port : null;
   const stopAux = (): void => {

@@ -24,18 +24,31 @@ try {
   process.exit(0);
 }
 
-port.on('message', async (req: WorkerRequest) => {
-  if (req.type === 'close') {
-    await session.release();
-    port.close();
+/** The batch in progress: close and crash wait for it (a session released mid-run aborts the process). */
+let running: Promise<unknown> = Promise.resolve();
+let stopping = false;
+
+port.on('message', (req: WorkerRequest) => {
+  if (req.type === 'close' || req.type === 'crash') {
+    stopping = true;
+    void running.then(async () => {
+      if (req.type === 'crash') process.exit(1);
+      await session.release();
+      process.exit(0);
+    });
     return;
   }
+  if (stopping) return post({ type: 'error', seq: req.seq, message: 'the device is stopping' });
+  running = run(req.seq, req.rows);
+});
+
+async function run(seq: number, rows: Parameters<typeof runBatch>[2]): Promise<void> {
   try {
-    const probs = await runBatch(session, init.config, req.rows);
+    const probs = await runBatch(session, init.config, rows);
     const flat = new Float64Array(probs.length * 3);
     probs.forEach((p, i) => flat.set(p, 3 * i));
-    post({ type: 'result', seq: req.seq, probs: flat }, [flat.buffer]);
+    post({ type: 'result', seq, probs: flat }, [flat.buffer]);
   } catch (e) {
-    post({ type: 'error', seq: req.seq, message: e instanceof Error ? e.message : String(e) });
+    post({ type: 'error', seq, message: e instanceof Error ? e.message : String(e) });
   }
-});
+}

@@ -9,7 +9,14 @@ export interface WorkerInit {
   readonly config: PreferenceConfig;
 }
 
-export type WorkerRequest = { readonly type: 'run'; readonly seq: number; readonly rows: readonly EncodedRow[] } | { readonly type: 'close' };
+/**
+ * close: release the session once the running batch is done, then exit. crash: exit with code 1
+ * once the running batch is done, as a crashed worker would (fault tests).
+ */
+export type WorkerRequest =
+  | { readonly type: 'run'; readonly seq: number; readonly rows: readonly EncodedRow[] }
+  | { readonly type: 'close' }
+  | { readonly type: 'crash' };
 
 export type WorkerReply =
   | { readonly type: 'ready'; readonly signature: GraphSignature }

@@ -64,6 +64,18 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
   worker.on('error', (e) => failAll(new Error(`device ${opts.device.name}: worker crashed: ${e.message}`)));
   worker.on('exit', (code) => failAll(new Error(`device ${opts.device.name}: worker exited (code ${code})`)));
 
+  let gone = false;
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  void exited.then(() => (gone = true));
+  const stopWorker = async (type: 'close' | 'crash'): Promise<void> => {
+    if (gone) return;
+    worker.postMessage({ type } satisfies WorkerRequest);
+    // A worker wedged for a minute is ended anyway: a stuck shutdown is worse than the abort risk.
+    const wedged = setTimeout(() => void worker.terminate(), 60_000);
+    await exited;
+    clearTimeout(wedged);
+  };
+
   return {
     device: opts.device,
     intraOpThreads: opts.intraOpThreads,
@@ -77,15 +89,20 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
         worker.postMessage({ type: 'run', seq: id, rows } satisfies WorkerRequest);
       });
     },
+    // Never worker.terminate() while onnxruntime runs a batch: its native thread would call back
+    // into a dead environment and abort the whole process (Napi::Error, exit 134). The worker is
+    // asked to stop instead, and stops once its running batch (if any) is done.
     async terminate(): Promise<void> {
-      await worker.terminate();
+      failAll(new Error(`device ${opts.device.name}: stopped`));
+      await stopWorker('close');
     },
+    // Waits for the thread even when terminate() already failed the runner: exiting the process
+    // before the worker's running batch is done would abort it.
     async close(): Promise<void> {
-      if (dead) return;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      worker.postMessage({ type: 'close' } satisfies WorkerRequest);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
-      await worker.terminate();
+      await stopWorker('close');
+    },
+    async crash(): Promise<void> {
+      await stopWorker('crash');
     },
   };
 }

@@ -10,9 +10,11 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-export function runCli(args: readonly string[], timeoutMs = 120_000): Promise<CliResult> {
+/** `env` adds to (or, with undefined values, removes from) this process's environment. */
+export function runCli(args: readonly string[], timeoutMs = 120_000, env: Record<string, string | undefined> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(REPO_ROOT, 'bin', 'pairpref.mjs'), ...args], { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 }, (err, stdout, stderr) => {
+    const opts = { cwd: REPO_ROOT, timeout: timeoutMs, maxBuffer: 64 * 2 ** 20, env: { ...process.env, ...env } };
+    execFile(process.execPath, [join(REPO_ROOT, 'bin', 'pairpref.mjs'), ...args], opts, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -3,12 +3,13 @@
 // reads cannot make the server read (and hold) its whole stream.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { serveModel } from '../../cli/wiring.ts';
-import { PairwisePreferenceClient, type Comparison as WireComparison, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
+import { PairwisePreferenceClient, Prediction, ScoreStreamRequest, type Comparison as WireComparison } from '../../proto/gen/pairpref/v1/preference.ts';
 import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { wire } from '../helpers/grpc-client.ts';
@@ -28,11 +29,11 @@ function synthRows(n: number, tag: string, chars: number): WireComparison[] {
 
 const deviceRows = (s: RunningServer): number => s.scorer.loads().reduce((n, l) => n + l.rows, 0);
 
-const until = async (what: string, cond: () => boolean, ms = 60_000): Promise<void> => {
+const until = async (what: string, cond: () => boolean, ms = 60_000, pollMs = 10): Promise<void> => {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 };
 
@@ -132,36 +133,75 @@ describe('fairness', () => {
 });
 
 describe('stream backpressure', () => {
-  test('a client that never reads: the server stops reading its stream; every row is answered once it reads', async () => {
+  // The client is Python grpcio (C-core) with a fixed 64 KB receive window: once its application
+  // stops reading, the window fills and the server's writes stop completing. (grpc-js's client, and
+  // C-core with BDP probing, keep taking answers into their own memory, which is their choice.)
+  test('a client that never reads: the server stops reading its stream; every row is answered once it reads', { timeout: 180_000 }, async () => {
     const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', intraOpThreads: 1, maxInflightPerStream: 64 });
-    const client = new PairwisePreferenceClient(server.address, credentials.createInsecure());
+    const reqFile = join(work, 'requests.bin');
+    const resFile = join(work, 'responses.bin');
+    // Ids near the 256-byte limit make each answer large, so the transport's window fills quickly.
+    const id = (i: number): string => `${i}`.padStart(250, 'x');
+    const frames = Array.from({ length: 6000 }, (_, i) => {
+      const msg = Buffer.from(ScoreStreamRequest.encode({ comparison: wire({ id: id(i), prompt: ['p'], responseA: ['a'], responseB: ['b'] }), options: undefined }).finish());
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(msg.length);
+      return Buffer.concat([len, msg]);
+    });
+    writeFileSync(reqFile, Buffer.concat(frames));
+    const py = spawn('/usr/bin/python3', ['-c', NEVER_READS_CLIENT, server.address, reqFile, resFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    py.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    py.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      const call = client.scoreStream();
-      const id = (i: number): string => `${i}`.padStart(100, 'x');
-      for (let i = 0; i < 6000; i++) call.write({ comparison: wire({ id: id(i), prompt: ['p'], responseA: ['a'], responseB: ['b'] }), options: undefined });
-      // Nothing reads the answers: wait until the server has stopped taking rows.
+      await until('the client to write its rows', () => out.includes('written'), 60_000, 50);
+      // Nothing reads the answers: wait until the server has taken no new row for half a second.
       let last = -1;
+      let still = 0;
       await until('the server to stop reading', () => {
         const now = deviceRows(server);
-        const stable = now === last && now > 0;
+        still = now === last && now > 0 ? still + 1 : 0;
         last = now;
-        return stable;
-      });
-      await new Promise((r) => setTimeout(r, 300));
+        return still >= 5;
+      }, 120_000, 100);
       const read = deviceRows(server);
       console.log(`# client not reading: the server ran ${read} of 6,000 rows, then stopped reading`);
-      assert.ok(read < 3000, `the server took ${read} of 6,000 rows from a client that reads nothing`);
-      const seen = new Set<string>();
-      call.on('data', (p: Prediction) => seen.add(p.id));
-      call.end();
-      await new Promise<void>((resolve, reject) => {
-        call.on('end', resolve);
-        call.on('error', reject);
-      });
-      assert.equal(seen.size, 6000, 'every row answered once the client reads');
+      assert.ok(read < 2000, `the server took ${read} of 6,000 rows from a client that reads nothing`);
+      py.stdin.end('read\n');
+      const code = await new Promise<number | null>((resolve) => py.on('exit', resolve));
+      assert.equal(code, 0, out);
+      const answers = readFileSync(resFile);
+      const ids = new Set<string>();
+      for (let at = 0; at < answers.length; ) {
+        const len = answers.readUInt32BE(at);
+        const p = Prediction.decode(answers.subarray(at + 4, at + 4 + len));
+        assert.equal(p.error, undefined);
+        ids.add(p.id);
+        at += 4 + len;
+      }
+      assert.equal(ids.size, 6000, 'every row answered once the client reads');
     } finally {
-      client.close();
+      py.kill('SIGKILL');
       await server.close();
     }
   });
 });
+
+/** Writes every request, waits for a line on stdin without reading answers, then reads them all. */
+const NEVER_READS_CLIENT = `
+import sys, struct, threading, grpc
+addr, req_file, res_file = sys.argv[1:4]
+data = open(req_file, 'rb').read()
+msgs, at = [], 0
+while at < len(data):
+    (n,) = struct.unpack('>I', data[at:at + 4]); msgs.append(data[at + 4:at + 4 + n]); at += 4 + n
+# BDP probing off: the receive window stays at 64 KB instead of growing to hold every answer.
+ch = grpc.insecure_channel(addr, options=[('grpc.http2.bdp_probe', 0)])
+call = ch.stream_stream('/pairpref.v1.PairwisePreference/ScoreStream', request_serializer=lambda b: b, response_deserializer=lambda b: b)
+responses = call(iter(msgs))
+print('written', flush=True)
+sys.stdin.readline()
+with open(res_file, 'wb') as f:
+    for r in responses:
+        f.write(struct.pack('>I', len(r)) + r)
+`;

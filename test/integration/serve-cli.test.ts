@@ -1,35 +1,61 @@
 // `pairpref serve` as users run it: a child process that reaches SERVING and drains on SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
+import { cudaProviderInstalled } from '../../runtime/node/index.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
 
 const BIN = new URL('../../bin/pairpref.mjs', import.meta.url).pathname;
+/** No child may outlive its test or hang npm test. */
+const SPAWN_TIMEOUT_MS = 60_000;
+const SERVING_TIMEOUT_MS = 120_000;
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
 
 /** Starts `pairpref serve` and resolves with the address once it logs SERVING. */
 function serve(args: string[]): Promise<{ address: string; stop: (signal: NodeJS.Signals) => Promise<{ code: number | null; log: string }> }> {
   const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   let log = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      children.delete(child);
+      resolve(code);
+    }),
+  );
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`serve did not reach SERVING within ${SERVING_TIMEOUT_MS} ms:\n${log}`));
+    }, SERVING_TIMEOUT_MS);
     child.stderr.on('data', (d: Buffer) => {
       log += d.toString();
       const m = /serving .* on (\S+) \(devices: .*health: SERVING\)/.exec(log);
       if (m) {
+        clearTimeout(timer);
         resolve({
           address: m[1]!,
           stop: async (signal) => {
             child.kill(signal);
-            return { code: await exited, log };
+            // A drain that never ends fails the test instead of hanging it.
+            const killer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
+            const code = await exited;
+            clearTimeout(killer);
+            return { code, log };
           },
         });
       }
     });
-    exited.then((code) => reject(new Error(`serve exited (${code}) before SERVING:\n${log}`)));
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${code}) before SERVING:\n${log}`));
+    });
   });
 }
 
@@ -59,15 +85,29 @@ test('npm start\'s command serves the shipped models/default to SERVING and scor
 });
 
 test('pairpref serve with a bad bundle or device exits 1 with one clear line', () => {
-  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'serve', '--port', '0', ...args], { encoding: 'utf8' });
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'serve', '--port', '0', ...args], { encoding: 'utf8', timeout: SPAWN_TIMEOUT_MS, killSignal: 'SIGKILL' });
   const missing = run(['--model', '/nonexistent/bundle']);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /pairpref: model bundle \/nonexistent\/bundle does not exist/);
   assert.doesNotMatch(missing.stderr, /at .*\.ts:\d+/, 'no stack trace');
   const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
-  const cuda = run(['--model', dir, '--devices', 'cuda:0']);
-  assert.equal(cuda.status, 1);
-  assert.match(cuda.stderr, /CUDA execution provider is not installed.*onnxruntime-node-install=cuda12/s);
+  if (cudaProviderInstalled()) {
+    // With the provider installed, cuda:0 may well work here; a GPU that does not exist fails
+    // when its session is created (runtime/node/worker-runner.ts), as one line.
+    const cuda = run(['--model', dir, '--devices', 'cuda:99']);
+    assert.equal(cuda.status, 1, cuda.stderr);
+    assert.match(cuda.stderr, /pairpref: device cuda:99: (could not create the onnxruntime session|worker)/);
+    assert.doesNotMatch(cuda.stderr, /CUDA execution provider is not installed/);
+    assert.doesNotMatch(cuda.stderr, /at .*\.ts:\d+/, 'no stack trace');
+  } else {
+    const cuda = run(['--model', dir, '--devices', 'cuda:0']);
+    assert.equal(cuda.status, 1);
+    assert.match(cuda.stderr, /CUDA execution provider is not installed.*onnxruntime-node-install=cuda12/s);
+  }
+  // Checked before the provider is looked for, so the same with or without it.
+  const twice = run(['--model', dir, '--devices', 'cuda:0,cuda:0']);
+  assert.equal(twice.status, 1, twice.stderr);
+  assert.match(twice.stderr, /pairpref: --devices: cuda:0 is listed twice \(one session per GPU\)/);
   const badFlag = run(['--model', dir, '--max-batch-tokens', 'lots']);
   assert.notEqual(badFlag.status, 0);
   assert.match(badFlag.stderr, /--max-batch-tokens must be an integer >= 1 \(got "lots"\)/);
