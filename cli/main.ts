@@ -25,7 +25,7 @@ function oneLine(message: string): string {
     .split('\n')
     .map((l) => l.trim().replace(/^- /, ''))
     .filter((l) => l !== '')
-    .join('; ');
+    .reduce((line, l) => (line === '' ? l : line.endsWith(':') ? `${line} ${l}` : `${line}; ${l}`), '');
 }
 
 try {

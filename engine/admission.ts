@@ -50,12 +50,14 @@ function fieldChars(c: Comparison, field: (typeof FIELDS)[number]): number {
 /** A row refused before tokenizing, with the reason for metrics. */
 export interface RowRefusal {
   readonly error: RowError;
-  readonly reason: 'id_too_long' | 'row_too_long' | 'duplicate_id';
+  readonly reason: 'id_missing' | 'id_too_long' | 'row_too_long' | 'duplicate_id';
 }
 
 /** The per-row limits; null when the row may be tokenized. */
 export function refuseRow(c: Comparison, limits: EngineLimits): RowRefusal | null {
   const id = typeof c.id === 'string' ? c.id : '';
+  // Checked here, before duplicates: two id-less rows are two bad rows, not a duplicate.
+  if (id === '') return { reason: 'id_missing', error: { code: Status.INVALID_ARGUMENT, field: 'id', message: 'row id is empty: every comparison needs a non-empty id' } };
   const idBytes = Buffer.byteLength(id, 'utf8');
   if (idBytes > MAX_ID_BYTES) {
     return { reason: 'id_too_long', error: { code: Status.INVALID_ARGUMENT, field: 'id', message: `row id is ${idBytes} bytes; ids may have at most ${MAX_ID_BYTES} bytes` } };

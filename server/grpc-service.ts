@@ -197,14 +197,14 @@ class StreamState {
     call.on('error', () => (this.cancelled = true));
     call.on('drain', () => {
       this.waitingDrain = false;
-      this.flow_();
+      this.updateReading();
     });
   }
 
   row(buf: Buffer): void {
     const started = performance.now();
     this.unanswered++;
-    this.flow_();
+    this.updateReading();
     let rows: Array<Comparison | Prediction>;
     let o: { swapTta: boolean } = { swapTta: false };
     try {
@@ -235,14 +235,14 @@ class StreamState {
     // Counted until flushed: the write callback fires once the message left the buffer.
     const more = this.call.write(predictionToWire(p), () => {
       this.unanswered--;
-      this.flow_();
+      this.updateReading();
       this.finishIfDone();
     });
     if (!more) this.waitingDrain = true;
   }
 
   /** Pauses or resumes reading from the window, the transport buffer and the drain state. */
-  private flow_(): void {
+  private updateReading(): void {
     const full = this.unanswered >= this.opts.maxInflightPerStream;
     const low = this.unanswered <= this.opts.maxInflightPerStream / 2;
     if (!this.paused && (full || this.waitingDrain || this.draining)) {
@@ -262,7 +262,7 @@ class StreamState {
   /** The server drains: read no new rows; answer those read, then end. */
   drain(): void {
     this.draining = true;
-    this.flow_();
+    this.updateReading();
     this.finishIfDone();
   }
 

@@ -13,13 +13,16 @@ export interface Metrics {
   rejected(reason: string, n?: number): void;
 }
 
-/** A prom-client Counter that follows a running total kept elsewhere (the engine's tallies). */
-function followTotals(counter: Counter<string>, label: string, read: () => Readonly<Record<string, number>>): () => void {
+/**
+ * A collect hook that folds a running total kept elsewhere (the engine's tallies) into a counter
+ * at each scrape; the counter may also be incremented directly (the transport's own refusals).
+ */
+function followTotals(label: string, read: () => Readonly<Record<string, number>>): (this: Counter<string>) => void {
   const seen: Record<string, number> = {};
-  return () => {
+  return function collect(this: Counter<string>) {
     for (const [k, v] of Object.entries(read())) {
       const delta = v - (seen[k] ?? 0);
-      if (delta > 0) counter.inc({ [label]: k }, delta);
+      if (delta > 0) this.inc({ [label]: k }, delta);
       seen[k] = v;
     }
   };
@@ -63,22 +66,20 @@ export function createMetrics(scorer: Scorer): Metrics {
   });
   new Gauge({ name: 'pairpref_queue_rows', help: 'Rows waiting for a batch', registers: [registry], collect() { this.set(scorer.queuedRows()); } });
   stateGauges(scorer, registry);
-  const dropped = new Counter({ name: 'pairpref_rows_dropped_total', help: 'Rows removed before they ran because their call was cancelled or its deadline passed', labelNames: ['reason'], registers: [registry] });
-  const followDropped = followTotals(dropped, 'reason', () => scorer.counters().dropped);
+  new Counter({
+    name: 'pairpref_rows_dropped_total',
+    help: 'Rows removed before they ran because their call was cancelled or its deadline passed',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect: followTotals('reason', () => scorer.counters().dropped),
+  });
   const rejected = new Counter({
     name: 'pairpref_rejected_total',
     help: 'Rows (or calls, for too_many_streams and malformed_message) refused before any work, by reason',
     labelNames: ['reason'],
     registers: [registry],
+    collect: followTotals('reason', () => scorer.counters().rejected),
   });
-  const followRejected = followTotals(rejected, 'reason', () => scorer.counters().rejected);
-  // Engine totals are folded in whenever the registry is scraped.
-  const scrape = registry.metrics.bind(registry);
-  registry.metrics = async () => {
-    followDropped();
-    followRejected();
-    return scrape();
-  };
   new Gauge({
     name: 'pairpref_device_padded_tokens',
     help: 'Padded tokens each device has run',

@@ -1,7 +1,6 @@
 // Draining: what a load balancer and the callers see while a server shuts down (library level, on
 // RunningServer.close), and what `pairpref serve` does on one or two signals (child processes).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +12,9 @@ import { serveModel } from '../../cli/wiring.ts';
 import { PairwisePreferenceClient, type Comparison, type Prediction, type ScoreStreamRequest } from '../../proto/gen/pairpref/v1/preference.ts';
 import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { killChildren, spawnServe, type ServeChild } from '../helpers/serve-child.ts';
 import { wire } from '../helpers/grpc-client.ts';
 
-const BIN = new URL('../../bin/pairpref.mjs', import.meta.url).pathname;
 const insecure = (): ChannelCredentials => credentials.createInsecure();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -291,55 +290,8 @@ describe('RunningServer.close (library)', () => {
 
 // ---- pairpref serve and signals ----------------------------------------------------------------
 
-const children = new Set<ChildProcess>();
-after(() => {
-  for (const c of children) c.kill('SIGKILL');
-});
+after(killChildren);
 
-interface ServeChild {
-  readonly proc: ChildProcess;
-  log(): string;
-  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
-
-function spawnServe(args: readonly string[], model = bundleDir): ServeChild {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--devices', 'cpu', '--model', model, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(proc);
-  let log = '';
-  const waiters = new Set<() => void>();
-  proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    log += s;
-    for (const w of [...waiters]) w();
-  });
-  proc.stdout!.resume();
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    proc.on('close', (code, signal) => {
-      children.delete(proc);
-      resolve({ code, signal, at: performance.now() });
-      for (const w of [...waiters]) w();
-    }),
-  );
-  const waitFor = (re: RegExp, timeoutMs = 90_000): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.delete(poll);
-        reject(new Error(`no ${re} within ${timeoutMs} ms; log:\n${log}`));
-      }, timeoutMs);
-      const poll = (): void => {
-        const m = re.exec(log);
-        if (m || proc.exitCode !== null || proc.signalCode !== null) {
-          waiters.delete(poll);
-          clearTimeout(timer);
-          if (m) resolve(m);
-          else reject(new Error(`serve exited (${proc.exitCode ?? proc.signalCode}) before ${re}; log:\n${log}`));
-        }
-      };
-      waiters.add(poll);
-      poll();
-    });
-  return { proc, log: () => log, waitFor, exited };
-}
 
 const SERVING = /serving \S+ \S+ on (\S+) \(devices: cpu;.*health: SERVING\)/;
 const METRICS = /metrics on (http:\/\/\S+\/metrics)/;
@@ -371,7 +323,7 @@ interface Load {
 
 /** Starts a child serving with metrics on, and loads it with a big Score call or a busy stream until its engine has a backlog. */
 async function loadedChild(args: readonly string[], load: Load): Promise<{ child: ServeChild; client: PairwisePreferenceClient; work: Promise<unknown> }> {
-  const child = spawnServe(['--metrics-port', '0', '--max-rows-per-call', '20000', ...args], load.model);
+  const child = spawnServe(['--model', load.model ?? bundleDir, '--metrics-port', '0', '--max-rows-per-call', '20000', ...args]);
   const address = (await child.waitFor(SERVING))[1]!;
   const metricsUrl = (await child.waitFor(METRICS))[1]!;
   const client = new PairwisePreferenceClient(address, insecure());
@@ -389,7 +341,7 @@ async function loadedChild(args: readonly string[], load: Load): Promise<{ child
 
 describe('pairpref serve signals', () => {
   test('SIGTERM on an idle server: NOT_SERVING for --drain-grace-ms, then exit 0', { timeout: 120_000 }, async () => {
-    const child = spawnServe(['--drain-grace-ms', '200']);
+    const child = spawnServe(['--model', bundleDir, '--drain-grace-ms', '200']);
     const address = (await child.waitFor(SERVING))[1]!;
     // One answered call first: cli/serve.ts installs its signal handlers just after the SERVING
     // line, in the same tick, so an answer proves they are in place.

@@ -2,7 +2,7 @@
 // `pairpref serve` flags that turn them on. Certificates are made at test time with openssl
 // (EC prime256v1 keys, so it takes milliseconds).
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { serveModel } from '../../cli/wiring.ts';
 import { PairwisePreferenceClient, type Comparison, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
 import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { killChildren, spawnServe, type ServeChild } from '../helpers/serve-child.ts';
 import { wire } from '../helpers/grpc-client.ts';
 import { makePki, type Pki } from '../helpers/pki.ts';
 
@@ -110,53 +111,6 @@ function assertScored(preds: Prediction[], what: string): void {
 
 // ---- child processes -----------------------------------------------------------------------
 
-const children = new Set<ChildProcess>();
-
-interface ServeChild {
-  readonly proc: ChildProcess;
-  log(): string;
-  /** Resolves with the first match of re in stderr; rejects if the process exits first or after timeoutMs. */
-  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function spawnServe(args: readonly string[]): ServeChild {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--devices', 'cpu', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(proc);
-  let log = '';
-  const waiters = new Set<() => void>();
-  proc.stderr!.setEncoding('utf8').on('data', (s: string) => {
-    log += s;
-    for (const w of [...waiters]) w();
-  });
-  proc.stdout!.resume();
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('close', (code, signal) => {
-      children.delete(proc);
-      resolve({ code, signal });
-      for (const w of [...waiters]) w();
-    }),
-  );
-  const waitFor = (re: RegExp, timeoutMs = 90_000): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiters.delete(check);
-        reject(new Error(`no ${re} within ${timeoutMs} ms; log:\n${log}`));
-      }, timeoutMs);
-      const check = (): void => {
-        const m = re.exec(log);
-        if (m || proc.exitCode !== null || proc.signalCode !== null) {
-          waiters.delete(check);
-          clearTimeout(timer);
-          if (m) resolve(m);
-          else reject(new Error(`serve exited (${proc.exitCode ?? proc.signalCode}) before ${re}; log:\n${log}`));
-        }
-      };
-      waiters.add(check);
-      check();
-    });
-  return { proc, log: () => log, waitFor, exited };
-}
 
 /** `pairpref serve` run to completion (startup failures): never longer than 60 s. */
 function serveSync(args: readonly string[]): { status: number | null; stderr: string } {
@@ -165,7 +119,7 @@ function serveSync(args: readonly string[]): { status: number | null; stderr: st
 }
 
 after(() => {
-  for (const c of children) c.kill('SIGKILL');
+  killChildren();
 });
 
 // ---- tests ---------------------------------------------------------------------------------

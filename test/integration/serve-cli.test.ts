@@ -1,7 +1,7 @@
 // `pairpref serve` as users run it: a child process that reaches SERVING and drains on SIGTERM.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -111,4 +111,27 @@ test('pairpref serve with a bad bundle or device exits 1 with one clear line', (
   const badFlag = run(['--model', dir, '--max-batch-tokens', 'lots']);
   assert.notEqual(badFlag.status, 0);
   assert.match(badFlag.stderr, /--max-batch-tokens must be an integer >= 1 \(got "lots"\)/);
+});
+
+test('startup errors are one line: a truncated model.onnx, a graph that does not match, a huge max_length', () => {
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, 'serve', '--port', '0', '--devices', 'cpu', ...args], { encoding: 'utf8', timeout: SPAWN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+  /** The error line: the one stderr line that is not a log line. */
+  const errorLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l !== '' && !/^\d{4}-\d\d-\d\dT.* (INFO|WARN) /.test(l));
+  const truncated = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
+  writeFileSync(join(truncated, 'model.onnx'), readFileSync(join(truncated, 'model.onnx')).subarray(0, 200));
+  const a = run(['--model', truncated]);
+  assert.equal(a.status, 1, a.stderr);
+  assert.equal(errorLines(a.stderr).length, 1, a.stderr);
+  assert.match(a.stderr, /pairpref: device cpu: could not create the onnxruntime session: .*model\.onnx/);
+  assert.doesNotMatch(a.stderr, /\.(cc|cpp|h):\d+/, 'no onnxruntime source paths');
+  // The graph has no "features" input but preference.json declares one: a list of problems, on one line.
+  const mismatch = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), { preference: { inputs: { input_ids: 'ids', attention_mask: 'mask' } } }).dir;
+  const b = run(['--model', mismatch]);
+  assert.equal(b.status, 1, b.stderr);
+  assert.deepEqual(errorLines(b.stderr).length, 1, b.stderr);
+  assert.match(b.stderr, /pairpref: model\.onnx does not match preference\.json: inputs\.input_ids "ids" is not a graph input .*; graph input "input_ids" .* is not declared/);
+  const huge = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-')), { preference: { truncation: { max_length: 10_000_000 } } }).dir;
+  const c = run(['--model', huge]);
+  assert.equal(c.status, 1, c.stderr);
+  assert.match(c.stderr, /truncation\.max_length must be at most 131072 \(got 10000000\)/);
 });
