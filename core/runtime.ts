@@ -45,6 +45,8 @@ export interface ModelRunner {
   terminate?(): Promise<void>;
   /** Ends the session's thread as a crash would, after its running batch (fault tests). */
   crash?(): Promise<void>;
+  /** Called once if the session dies by itself (not through close/terminate), even while idle. */
+  onFailure?(listener: (error: Error) => void): void;
 }
 
 export interface ResolvedDevices {

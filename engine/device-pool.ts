@@ -63,7 +63,17 @@ export class DevicePool {
     private readonly batching: BatchingOptions,
     private readonly log: Logger,
   ) {
-    for (const r of runners) this.entries.set(r.device.name, { runner: r, status: 'up', restarts: 0, lastError: '' });
+    for (const r of runners) {
+      this.entries.set(r.device.name, { runner: r, status: 'up', restarts: 0, lastError: '' });
+      this.watch(r);
+    }
+  }
+
+  /** A runner that dies while idle is noticed now, not when the next batch reaches it. */
+  private watch(runner: ModelRunner): void {
+    runner.onFailure?.((err) => {
+      if (this.entries.get(runner.device.name)?.runner === runner) this.failed(runner.device.name, err);
+    });
   }
 
   attach(scheduler: BatchScheduler<Probs>): void {
@@ -117,6 +127,7 @@ export class DevicePool {
         await runner.run(warmUpRows(this.bundle.config, this.batching, runner.device));
         if (this.closed) return void (await runner.close());
         e.runner = runner;
+        this.watch(runner);
         e.status = 'up';
         e.restarts++;
         this.log.info(`device ${name} is back in rotation (restart ${e.restarts})`);

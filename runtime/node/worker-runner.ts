@@ -56,10 +56,14 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
     if (m.type === 'result') p.resolve(unflatten(m.probs));
     else p.reject(new Error(`device ${opts.device.name}: ${m.message}`));
   });
+  const failureListeners: Array<(e: Error) => void> = [];
+  let stopping = false;
   const failAll = (e: Error): void => {
+    const first = dead === null;
     dead = e;
     for (const p of pending.values()) p.reject(e);
     pending.clear();
+    if (first && !stopping) for (const l of failureListeners) l(e);
   };
   worker.on('error', (e) => failAll(new Error(`device ${opts.device.name}: worker crashed: ${e.message}`)));
   worker.on('exit', (code) => failAll(new Error(`device ${opts.device.name}: worker exited (code ${code})`)));
@@ -69,6 +73,7 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
   void exited.then(() => (gone = true));
   const stopWorker = async (type: 'close' | 'crash'): Promise<void> => {
     if (gone) return;
+    if (type === 'close') stopping = true;
     worker.postMessage({ type } satisfies WorkerRequest);
     // A worker wedged for a minute is ended anyway: a stuck shutdown is worse than the abort risk.
     const wedged = setTimeout(() => void worker.terminate(), 60_000);
@@ -92,7 +97,11 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
     // Never worker.terminate() while onnxruntime runs a batch: its native thread would call back
     // into a dead environment and abort the whole process (Napi::Error, exit 134). The worker is
     // asked to stop instead, and stops once its running batch (if any) is done.
+    onFailure(listener) {
+      failureListeners.push(listener);
+    },
     async terminate(): Promise<void> {
+      stopping = true;
       failAll(new Error(`device ${opts.device.name}: stopped`));
       await stopWorker('close');
     },

@@ -132,6 +132,23 @@ describe('device faults', () => {
   });
 });
 
+describe('idle device faults', () => {
+  test('a device worker that dies while idle is noticed at once: out of rotation, restarted, back', async () => {
+    const scorer = await loadScorer({ runtime: nodeRuntime, bundle: loadBundle(dir), devices: 'cpu,cpu', intraOpThreads: 1, preprocessThreads: 0 });
+    const seen = record(scorer);
+    try {
+      await scorer.faults.killDevice('cpu:1');
+      await until('cpu:1 restarted', () => scorer.health().devices[1]!.restarts === 1 && scorer.health().devices[1]!.status === 'up');
+      assert.ok(seen.some((h) => h.devices[1]!.status === 'restarting'), 'seen out of rotation with no batch sent to it');
+      assert.ok(seen.every((h) => h.serving), 'cpu:0 kept health SERVING');
+      const preds = await scorer.score(rows(100, 'i'));
+      for (const p of preds) assert.equal(p.error, undefined);
+    } finally {
+      await scorer.close();
+    }
+  });
+});
+
 describe('tokenizer worker faults', () => {
   test('a tokenizer worker killed mid-call: its chunks are tokenized again, it restarts, every row answered', async () => {
     const scorer = await loadScorer({ runtime: nodeRuntime, bundle: loadBundle(dir), devices: 'cpu', intraOpThreads: 1, preprocessThreads: 2 });
