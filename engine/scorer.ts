@@ -155,6 +155,27 @@ interface Parts {
   readonly tally: Tally;
 }
 
+/** The prediction of a row dropped before it ran (its call was cancelled or ran out of time). */
+function dropped(tally: Tally, id: string, reason: DropReason): Prediction {
+  tally.dropped[reason]++;
+  const code = reason === 'deadline' ? Status.DEADLINE_EXCEEDED : Status.CANCELLED;
+  return errorPrediction(id, { code, field: '', message: `row "${idForEcho(id)}" was not scored: ${reason === 'deadline' ? 'the deadline passed' : 'the call was cancelled'}` });
+}
+
+/** Per-row refusals (limits, duplicate ids within the call or the flow); null for rows to tokenize. */
+function refusals(p: Parts, rows: readonly Comparison[], flow: Flow | undefined): Array<RowError | null> {
+  const seen = new Set<string>();
+  return rows.map((r) => {
+    const refusal = refuseRow(r, p.limits) ?? (seen.has(r.id) || flow?.inflightIds.has(r.id) ? duplicateId(r.id) : null);
+    if (refusal) {
+      p.tally.reject(refusal.reason);
+      return refusal.error;
+    }
+    seen.add(r.id);
+    return null;
+  });
+}
+
 /** One call: refuse what the limits refuse, tokenize the rest fairly, then each row through the scheduler. */
 function scoreWith(p: Parts) {
   let estimated = 0; // tokens of rows admitted and not yet tokenized
@@ -171,7 +192,7 @@ function scoreWith(p: Parts) {
 
   async function run(id: string, enc: Encoded, o: ScoreOptions): Promise<Prediction> {
     if (!enc.ok) {
-      if (enc.dropped) return dropped(id, enc.dropped);
+      if (enc.dropped) return dropped(p.tally, id, enc.dropped);
       if (enc.input) return errorPrediction(id, { code: Status.INVALID_ARGUMENT, field: enc.field, message: enc.message });
       return errorPrediction(id, { code: Status.INTERNAL, field: enc.field, message: `row "${id}": ${enc.message}` });
     }
@@ -180,30 +201,10 @@ function scoreWith(p: Parts) {
       const [a, b] = await Promise.all([p.scheduler.submit(enc.direct, submit), enc.swapped ? p.scheduler.submit(enc.swapped, submit) : null]);
       return scoredPrediction(id, b ? joinSwapped(a, b) : a, enc.direct.ids.length, enc.direct.truncated || (enc.swapped?.truncated ?? false));
     } catch (e) {
-      if (e instanceof DroppedError) return dropped(id, e.reason);
+      if (e instanceof DroppedError) return dropped(p.tally, id, e.reason);
       if (e instanceof EngineError) return errorPrediction(id, { code: e.code, field: '', message: e.message });
       return errorPrediction(id, { code: Status.INTERNAL, field: '', message: `row "${id}": ${e instanceof Error ? e.message : String(e)}` });
     }
-  }
-
-  function dropped(id: string, reason: DropReason): Prediction {
-    p.tally.dropped[reason]++;
-    const code = reason === 'deadline' ? Status.DEADLINE_EXCEEDED : Status.CANCELLED;
-    return errorPrediction(id, { code, field: '', message: `row "${idForEcho(id)}" was not scored: ${reason === 'deadline' ? 'the deadline passed' : 'the call was cancelled'}` });
-  }
-
-  /** Per-row refusals (limits, duplicate ids); null for rows to tokenize. */
-  function refusals(rows: readonly Comparison[], flow: Flow | undefined): Array<RowError | null> {
-    const seen = new Set<string>();
-    return rows.map((r) => {
-      const refusal = refuseRow(r, p.limits) ?? (seen.has(r.id) || flow?.inflightIds.has(r.id) ? duplicateId(r.id) : null);
-      if (refusal) {
-        p.tally.reject(refusal.reason);
-        return refusal.error;
-      }
-      seen.add(r.id);
-      return null;
-    });
   }
 
   const score = async (rows: readonly Comparison[], o: ScoreOptions = {}): Promise<Prediction[]> => {
@@ -213,7 +214,7 @@ function scoreWith(p: Parts) {
       if (e instanceof EngineError) p.tally.reject(e.reason, rows.length);
       throw e;
     }
-    const refused = refusals(rows, o.flow);
+    const refused = refusals(p, rows, o.flow);
     const todo = rows.filter((_, i) => refused[i] === null);
     const estimate = todo.reduce((n, r) => n + estimateTokens(r, maxLength, o.swapTta ?? false), 0);
     for (const r of todo) o.flow?.inflightIds.add(r.id);

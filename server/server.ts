@@ -8,7 +8,7 @@ import type { Server as HttpServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { silentLogger, type Logger } from '../core/log.ts';
 import type { Scorer } from '../engine/scorer.ts';
-import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer } from './grpc-service.ts';
+import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer, type ServiceOptions } from './grpc-service.ts';
 import { createMetrics, serveMetrics, type Metrics } from './metrics.ts';
 import { bearerTokenInterceptor, isLoopback, serverCredentials, type TlsOptions } from './security.ts';
 
@@ -146,6 +146,74 @@ function setHealth(health: HealthImplementation, serving: boolean): void {
   health.setStatus(SERVICE_NAME, s);
 }
 
+/** A plaintext port serving health alone, when asked for. */
+async function startHealthPort(opts: ServeOptions, host: string, health: HealthImplementation): Promise<{ server: Server; port: number } | null> {
+  if (opts.healthPort === undefined) return null;
+  const server = new Server();
+  health.addToServer(server);
+  return { server, port: await bind(server, bindAddress(host, opts.healthPort), serverCredentials(undefined)) };
+}
+
+function serviceOptions(opts: ServeOptions, metrics: Metrics, drain: ReturnType<typeof drainControl>): ServiceOptions {
+  return {
+    maxInflightPerStream: opts.maxInflightPerStream ?? DEFAULT_SERVER_LIMITS.maxInflightPerStream,
+    maxRowsPerCall: opts.maxRowsPerCall ?? DEFAULT_SERVER_LIMITS.maxRowsPerCall,
+    maxStreams: opts.maxStreams ?? DEFAULT_SERVER_LIMITS.maxStreams,
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes,
+    metrics,
+    draining: () => drain.draining,
+    onDrain: drain.register,
+  };
+}
+
+/** Health follows the engine's (a device and a tokenizer up) until the drain starts; changes are logged. */
+function followHealth(scorer: Scorer, health: HealthImplementation, drain: ReturnType<typeof drainControl>, log: Logger): void {
+  let serving = scorer.health().serving;
+  scorer.onHealthChange((h) => {
+    if (drain.started || h.serving === serving) return;
+    serving = h.serving;
+    setHealth(health, h.serving);
+    if (!h.serving) log.warn(`health NOT_SERVING: ${h.reason}`);
+    else log.info('health SERVING again');
+  });
+  setHealth(health, serving);
+}
+
+interface Parts {
+  readonly opts: ServeOptions;
+  readonly log: Logger;
+  readonly server: Server;
+  readonly health: HealthImplementation;
+  readonly watches: WatchTracker;
+  readonly drain: ReturnType<typeof drainControl>;
+  readonly scorer: Scorer;
+  /** Stops the metrics endpoint and the health port. */
+  readonly stopAux: () => void;
+}
+
+/** close(): the drain, step by step (see RunningServer.close). */
+function drainer(p: Parts): RunningServer['close'] {
+  let closing: Promise<DrainResult> | null = null;
+  return (o = {}) => {
+    closing ??= (async () => {
+      p.drain.started = true;
+      setHealth(p.health, false);
+      const graceMs = o.graceMs ?? p.opts.drainGraceMs ?? 0;
+      if (graceMs > 0) {
+        p.log.info(`draining: health NOT_SERVING, still serving for ${graceMs} ms so load balancers can notice`);
+        await new Promise((r) => setTimeout(r, graceMs));
+      }
+      p.drain.begin();
+      p.watches.endAll();
+      const cancelled = await shutdown(p.server, o.timeoutMs ?? p.opts.drainTimeoutMs ?? DEFAULT_DRAIN.timeoutMs, p.log);
+      p.stopAux();
+      await p.scorer.close();
+      return { cancelled };
+    })();
+    return closing;
+  };
+}
+
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const log = opts.logger ?? silentLogger;
   const host = opts.host ?? '127.0.0.1';
@@ -158,79 +226,34 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const { server, setImpl } = buildServer(opts, health, metricsRef, watches);
   // Listen first so health checks answer NOT_SERVING while the model loads and warms up.
   const port = await bind(server, bindAddress(host, opts.port ?? 50051), serverCredentials(opts.tls));
-  let healthServer: Server | null = null;
-  let healthPort: number | null = null;
-  if (opts.healthPort !== undefined) {
-    healthServer = new Server();
-    health.addToServer(healthServer);
-    healthPort = await bind(healthServer, bindAddress(host, opts.healthPort), serverCredentials(undefined));
-  }
+  const healthPort = await startHealthPort(opts, host, health);
   let scorer: Scorer;
   try {
     scorer = await opts.load();
   } catch (e) {
     server.forceShutdown();
-    healthServer?.forceShutdown();
+    healthPort?.server.forceShutdown();
     throw e;
   }
   const metrics = createMetrics(scorer);
   metricsRef.current = metrics;
   const drain = drainControl();
-  setImpl(
-    createPreferenceService(scorer, {
-      maxInflightPerStream: opts.maxInflightPerStream ?? DEFAULT_SERVER_LIMITS.maxInflightPerStream,
-      maxRowsPerCall: opts.maxRowsPerCall ?? DEFAULT_SERVER_LIMITS.maxRowsPerCall,
-      maxStreams: opts.maxStreams ?? DEFAULT_SERVER_LIMITS.maxStreams,
-      maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes,
-      metrics,
-      draining: () => drain.draining,
-      onDrain: drain.register,
-    }),
-  );
-  let metricsServer: HttpServer | null = null;
-  if (opts.metricsPort !== undefined) metricsServer = await serveMetrics(metrics, host, opts.metricsPort);
-  let serving = scorer.health().serving;
-  scorer.onHealthChange((h) => {
-    if (drain.started || h.serving === serving) return;
-    serving = h.serving;
-    setHealth(health, h.serving);
-    if (!h.serving) log.warn(`health NOT_SERVING: ${h.reason}`);
-    else log.info('health SERVING again');
-  });
-  setHealth(health, serving);
+  setImpl(createPreferenceService(scorer, serviceOptions(opts, metrics, drain)));
+  const metricsServer: HttpServer | null = opts.metricsPort !== undefined ? await serveMetrics(metrics, host, opts.metricsPort) : null;
+  followHealth(scorer, health, drain, log);
   const metricsAddr = metricsServer?.address();
-  const metricsPort = metricsAddr && typeof metricsAddr === 'object' ? metricsAddr.port : null;
   const stopAux = (): void => {
     metricsServer?.close();
-    healthServer?.forceShutdown();
+    healthPort?.server.forceShutdown();
   };
-
-  let closing: Promise<DrainResult> | null = null;
   return {
     host,
     port,
     address: `${host}:${port}`,
     scorer,
-    metricsPort,
-    healthPort,
-    close(o = {}) {
-      closing ??= (async () => {
-        drain.started = true;
-        setHealth(health, false);
-        const graceMs = o.graceMs ?? opts.drainGraceMs ?? 0;
-        if (graceMs > 0) {
-          log.info(`draining: health NOT_SERVING, still serving for ${graceMs} ms so load balancers can notice`);
-          await new Promise((r) => setTimeout(r, graceMs));
-        }
-        drain.begin();
-        watches.endAll();
-        const cancelled = await shutdown(server, o.timeoutMs ?? opts.drainTimeoutMs ?? DEFAULT_DRAIN.timeoutMs, log);
-        stopAux();
-        await scorer.close();
-        return { cancelled };
-      })();
-      return closing;
-    },
+    metricsPort: metricsAddr && typeof metricsAddr === 'object' ? metricsAddr.port : null,
+    healthPort: healthPort?.port ?? null,
+    close: drainer({ opts, log, server, health, watches, drain, scorer, stopAux }),
     async terminate() {
       await scorer.terminate();
       server.forceShutdown();

@@ -3,6 +3,7 @@ import type { GraphSignature } from '../../core/graph.ts';
 import type { Probs } from '../../core/postprocess.ts';
 import type { DeviceSpec, ModelRunner } from '../../core/runtime.ts';
 import type { EncodedRow, PreferenceConfig } from '../../core/types.ts';
+import type { Worker } from 'node:worker_threads';
 import { startTsWorker } from '../../platform/worker-thread.ts';
 import { sessionOptions } from './session-options.ts';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker-protocol.ts';
@@ -31,6 +32,19 @@ function unflatten(flat: Float64Array): Probs[] {
   return out;
 }
 
+/** The worker's first message: its session's signature, or why the session could not be created. */
+function sessionReady(worker: Worker, device: DeviceSpec): Promise<GraphSignature> {
+  return new Promise<GraphSignature>((resolve, reject) => {
+    const onMessage = (m: WorkerReply): void => {
+      if (m.type === 'ready') resolve(m.signature);
+      else if (m.type === 'failed') reject(new Error(`device ${device.name}: could not create the onnxruntime session: ${m.message}${hintFor(device)}`));
+      worker.off('message', onMessage);
+    };
+    worker.on('message', onMessage);
+    worker.once('error', (e) => reject(new Error(`device ${device.name}: worker failed: ${e.message}`)));
+  });
+}
+
 export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<ModelRunner> {
   const init: WorkerInit = { modelPath: opts.modelPath, sessionOptions: sessionOptions(opts.device, opts.intraOpThreads), config: opts.config };
   const worker = startTsWorker(MODULE, init);
@@ -38,15 +52,7 @@ export async function startWorkerRunner(opts: WorkerRunnerOptions): Promise<Mode
   let seq = 0;
   let dead: Error | null = null;
 
-  const signature = await new Promise<GraphSignature>((resolve, reject) => {
-    const onMessage = (m: WorkerReply): void => {
-      if (m.type === 'ready') resolve(m.signature);
-      else if (m.type === 'failed') reject(new Error(`device ${opts.device.name}: could not create the onnxruntime session: ${m.message}${hintFor(opts.device)}`));
-      worker.off('message', onMessage);
-    };
-    worker.on('message', onMessage);
-    worker.once('error', (e) => reject(new Error(`device ${opts.device.name}: worker failed: ${e.message}`)));
-  });
+  const signature = await sessionReady(worker, opts.device);
 
   worker.on('message', (m: WorkerReply) => {
     if (m.type !== 'result' && m.type !== 'error') return;
