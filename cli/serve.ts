@@ -79,7 +79,7 @@ function addFlags(cmd: Command): Command {
     .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', int('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
     .option('--max-batch-size <n>', 'most rows in one batch', int('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
     .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', int('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
-    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores split over the CPU sessions)', int('--intra-op-threads', 1))
+    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores, or the container\'s CPU quota when lower, split over the CPU sessions)', int('--intra-op-threads', 1))
     .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', int('--preprocess-threads', 0))
     .option('--max-queue-tokens <n>', 'tokens waiting (tokenizer backlog, estimated, plus batch queue) beyond which new calls get RESOURCE_EXHAUSTED', int('--max-queue-tokens', 1), DEFAULT_LIMITS.maxQueueTokens)
     .option('--max-rows-per-call <n>', 'comparisons in one Score call; more is INVALID_ARGUMENT (use ScoreStream for large jobs)', int('--max-rows-per-call', 1), DEFAULT_SERVER_LIMITS.maxRowsPerCall)

@@ -1,9 +1,9 @@
 // --devices parsing and execution-provider availability checks.
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { DeviceSpec, ResolvedDevices } from '../../core/runtime.ts';
+import { usableCpus } from '../../platform/cpus.ts';
 
 export class DeviceConfigError extends Error {
   override name = 'DeviceConfigError';
@@ -96,7 +96,7 @@ function visibleCudaDevices(): number {
 export function defaultIntraOpThreads(devices: readonly DeviceSpec[]): number {
   const cpuSessions = devices.filter((d) => d.provider === 'cpu').length;
   if (cpuSessions === 0) return 1;
-  return Math.max(1, Math.floor(availableParallelism() / cpuSessions));
+  return Math.max(1, Math.floor(usableCpus() / cpuSessions));
 }
 
 /**
@@ -107,5 +107,5 @@ export function defaultIntraOpThreads(devices: readonly DeviceSpec[]): number {
  */
 export function defaultPreprocessThreads(devices: readonly DeviceSpec[]): number {
   if (devices.some((d) => d.provider === 'cpu')) return 1;
-  return Math.max(1, Math.min(8, availableParallelism() - 1));
+  return Math.max(1, Math.min(8, usableCpus() - 1));
 }
