@@ -159,12 +159,15 @@ describe('per-row limits and input integrity', () => {
 describe('admission: --max-queue-tokens and --max-streams', () => {
   test('a call arriving while the backlog is over the limit gets RESOURCE_EXHAUSTED; later ones are served', async () => {
     // One token of backlog is enough to refuse: the first call's rows are that backlog.
-    const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', limits: { maxQueueTokens: 1 }, maxRowsPerCall: 2000 });
+    const server = await serveModel({ modelDir: dir, port: 0, devices: 'cpu', limits: { maxQueueTokens: 1 }, maxRowsPerCall: 2000, metricsPort: 0 });
     const client = testClient(server.address);
     try {
       const big = client.score(Array.from({ length: 1500 }, (_, i) => row(`big-${i}`)));
       // Once the big call is admitted, its rows are the backlog.
       while (server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows === 0) await new Promise((r) => setTimeout(r, 2));
+      const during = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+      const backlogRows = [...during.matchAll(/^pairpref_backlog_rows\{stage="(tokenizer|batch)"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[2]), 0);
+      assert.ok(backlogRows > 0, 'the backlog gauges show the admitted call');
       const small = await client.score([row('small')]).then(
         () => null,
         (e: ServiceError) => e,
@@ -175,6 +178,9 @@ describe('admission: --max-queue-tokens and --max-streams', () => {
       assert.equal((await big).length, 1500, 'the admitted call completes');
       assert.equal((await client.score([row('later')]))[0]!.error, undefined, 'served once the backlog is gone');
       assert.ok((server.scorer.counters().rejected['queue_full'] ?? 0) >= 1);
+      const after = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+      assert.match(after, /^pairpref_rejected_total\{reason="queue_full"\} [1-9]\d*$/m);
+      assert.match(after, /^pairpref_backlog_tokens\{stage="batch"\} 0$/m, 'the backlog is empty again');
     } finally {
       client.close();
       await server.close();
