@@ -4,9 +4,9 @@
 // with SIGKILL cannot clean up, so the next run that writes the same output removes the temp files
 // whose pid is no longer alive.
 import { once } from 'node:events';
-import { createWriteStream, unlinkSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, unlinkSync, type WriteStream } from 'node:fs';
 import { readdir, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /** Appends text, waiting for the stream to drain (bounded memory on large outputs). */
 export type WriteText = (text: string) => Promise<void>;
@@ -20,6 +20,9 @@ export interface AtomicWriteOptions {
 const live = new Map<string, WriteStream>();
 
 export async function writeFileAtomically(path: string, body: (write: WriteText) => Promise<void>, opts: AtomicWriteOptions = {}): Promise<void> {
+  // Named as the user named it, before any work: not as the temp file the run would have written.
+  const dir = dirname(resolve(path));
+  if (!existsSync(dir)) throw new Error(`--output ${path}: the folder ${dir} does not exist`);
   for (const stale of await removeStaleTemps(path)) opts.onStaleTemp?.(stale);
   const tmp = `${path}.tmp-${process.pid}`;
   const out = createWriteStream(tmp);

@@ -1,12 +1,19 @@
 // The `pairpref` command line: one bin, one subcommand per job.
+import { logVerbosity, setLogVerbosity } from '@grpc/grpc-js';
 import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
 import { registerBench } from './bench.ts';
 import { registerServe } from './serve.ts';
 import { registerScore } from './score.ts';
 import { registerEval } from './eval.ts';
 
+// grpc-js logs its own errors (e.g. "No address added") to stderr; ours say the same in one line.
+setLogVerbosity(logVerbosity.NONE);
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command()
   .name('pairpref')
+  .version(version, '-V, --version', 'print the pairpref version')
   .description('Serve and use pairwise-preference models: [winner_model_a, winner_model_b, winner_tie] from an ONNX model.')
   .showHelpAfterError();
 

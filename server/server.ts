@@ -79,7 +79,15 @@ function bindAddress(host: string, port: number): string {
 }
 
 function bind(server: Server, address: string, creds: ReturnType<typeof serverCredentials>): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p))));
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, creds, (err, p) => {
+      if (!err) return resolve(p);
+      const inUse = /EADDRINUSE/.test(err.message);
+      const denied = /EACCES/.test(err.message);
+      const why = inUse ? 'it is in use (pick another with --port, or 0 for a free one)' : denied ? 'permission denied' : err.message;
+      reject(new Error(`cannot listen on ${address}: ${why}`));
+    }),
+  );
 }
 
 /** The main server with health, reflection and a PairwisePreference that answers UNAVAILABLE until loaded. */

@@ -1,7 +1,7 @@
 // The submission writer: renamed into place on success, nothing left behind on failure,
 // and a body that fails while its first writes are still in flight does not crash the process.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { writeFileAtomically } from '../../cli/atomic-file.ts';
@@ -37,22 +37,35 @@ test('a body failing right after its first write rejects with its error and leav
   assert.deepEqual(readdirSync(tmp.dir).filter((f) => f.startsWith('fail-')), []);
 });
 
+/** A folder where the temp file would go: opening it for writing fails (EISDIR), even as root. */
+function blockTemp(out: string): string {
+  mkdirSync(`${out}.tmp-${process.pid}`);
+  return out;
+}
+
 test('a path that cannot be written is a rejection, not an unhandled error event', async () => {
   await assert.rejects(
-    writeFileAtomically(join(tmp.dir, 'no-such-dir', 'out.csv'), async (write) => {
+    writeFileAtomically(blockTemp(join(tmp.dir, 'out.csv')), async (write) => {
       await write('id\n');
       await write('x\n');
     }),
-    /ENOENT/,
+    /EISDIR/,
+  );
+});
+
+test('an output folder that does not exist is named before anything is written', async () => {
+  await assert.rejects(
+    writeFileAtomically(join(tmp.dir, 'no-such-dir', 'out.csv'), async () => assert.fail('the body must not run')),
+    /--output .*no-such-dir\/out\.csv: the folder .*no-such-dir does not exist/,
   );
 });
 
 test('an open that fails after the last write still rejects (it used to hang waiting for finish)', async () => {
   await assert.rejects(
-    writeFileAtomically(join(tmp.dir, 'no-such-dir', 'late.csv'), async (write) => {
+    writeFileAtomically(blockTemp(join(tmp.dir, 'late.csv')), async (write) => {
       await write('id,winner_model_a,winner_model_b,winner_tie\n');
       await new Promise((r) => setTimeout(r, 50)); // the open fails while the body is idle
     }),
-    /ENOENT/,
+    /EISDIR/,
   );
 });

@@ -22,7 +22,7 @@ after(async () => {
   tmp.cleanup();
 });
 
-describe('score arena-hard-pairs.csv.gz', { skip: existsSync(ARENA_HARD) ? false : `${ARENA_HARD} is absent` }, () => {
+describe('score arena-hard-pairs.csv.gz', () => {
   test('through a server and in-process: 1,500 rows, input ids in input order, rows sum to 1, modes agree within 1e-6', async () => {
     const inputIds: string[] = [];
     for await (const r of readArenaFile(ARENA_HARD)) {
@@ -62,6 +62,16 @@ describe('score arena-hard-pairs.csv.gz', { skip: existsSync(ARENA_HARD) ? false
 describe('bad rows', () => {
   const header = 'id,prompt,response_a,response_b';
   const good = (id: string): string => `${id},"[""hello ${id}""]","[""a""]","[""b""]"`;
+
+  test('an output folder that does not exist is named as such before any work, not as a temp file', async () => {
+    const input = join(tmp.dir, 'one.csv');
+    writeFileSync(input, [header, good('1')].join('\n') + '\n');
+    const output = join(tmp.dir, 'no-such-folder', 'out.csv');
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--output .*no-such-folder\/out\.csv: the folder .*no-such-folder does not exist/);
+    assert.doesNotMatch(r.stderr, /tmp-\d+/);
+  });
 
   test('default: stops at the first bad row with its line number, exit 1, no output file', async () => {
     const input = join(tmp.dir, 'bad.csv');

@@ -135,3 +135,23 @@ test('startup errors are one line: a truncated model.onnx, a graph that does not
   assert.equal(c.status, 1, c.stderr);
   assert.match(c.stderr, /truncation\.max_length must be at most 131072 \(got 10000000\)/);
 });
+
+test('a port in use: exit 1 with one line that says so, without grpc-js\'s own log line; --version prints the version', async () => {
+  const { createServer } = await import('node:net');
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as { port: number }).port;
+  try {
+    const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
+    const r = spawnSync(process.execPath, [BIN, 'serve', '--port', String(port), '--model', dir, '--devices', 'cpu'], { encoding: 'utf8', timeout: SPAWN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`pairpref: cannot listen on 127\\.0\\.0\\.1:${port}: it is in use \\(pick another with --port, or 0 for a free one\\)`));
+    assert.doesNotMatch(r.stderr, /No address added/);
+  } finally {
+    blocker.close();
+  }
+  const v = spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8', timeout: SPAWN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+  assert.equal(v.status, 0);
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  assert.equal(v.stdout.trim(), pkg.version);
+});
