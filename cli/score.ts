@@ -25,6 +25,7 @@ export interface SourceFlags {
   window: number;
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  limit?: number;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -43,6 +44,7 @@ export function addSourceOptions(cmd: Command): Command {
     .option('--tta', 'swap test-time augmentation: also score with the responses swapped and average', false)
     .option('--skip-bad', 'leave malformed rows out and list them (with line numbers) on stderr instead of stopping at the first', false)
     .option('--window <n>', 'rows in flight at once (bounds memory)', intArg('--window', 1), DEFAULT_WINDOW)
+    .option('--limit <n>', 'only the first N usable rows (note: the shared dev split is grouped by source, hardest rows first: its first rows are not a sample)', intArg('--limit', 1))
     .option('--connect-timeout-ms <ms>', 'how long to wait for --server to be ready', intArg('--connect-timeout-ms', 1), 30_000)
     .option('--idle-timeout-ms <ms>', 'with --server: a replica that owes answers and sends nothing for this long counts as failed (0: never)', intArg('--idle-timeout-ms', 0), DEFAULT_IDLE_TIMEOUT_MS)
     .option('--tls-ca <file>', 'with --server: connect with TLS, trusting this PEM CA bundle')
@@ -135,7 +137,8 @@ export function describeSkipped(s: SkippedRow): string {
 /** Scores the input file, with a progress bar on a terminal and skipped rows collected. */
 export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: string, opts: Pick<ScoreFileOptions, 'labels' | 'uniqueIds'>, skipped: SkippedRow[]): AsyncGenerator<ScoredRow> {
   // The progress bar's total costs one extra read of the file; only paid when a bar is shown.
-  const progress = progressWanted() ? startProgress(label, await countRecords(f.input)) : startProgress(label, 0);
+  const total = progressWanted() ? await countRecords(f.input) : 0;
+  const progress = startProgress(label, f.limit !== undefined ? Math.min(total, f.limit) : total);
   try {
     for await (const row of scoreFile(client, f.input, {
       window: f.window,
@@ -143,6 +146,7 @@ export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: s
       labels: opts.labels,
       uniqueIds: opts.uniqueIds,
       skipBad: f.skipBad,
+      limit: f.limit,
       onSkip: (s) => {
         skipped.push(s);
         progress.tick(1);

@@ -34,6 +34,8 @@ export interface ScoreFileOptions {
   readonly onSkip?: (row: SkippedRow) => void;
   /** Reject a row whose id was seen before (default true: a submission has each id once). */
   readonly uniqueIds?: boolean;
+  /** Score only the first `limit` usable rows (bad rows skipped with skipBad do not count). */
+  readonly limit?: number;
 }
 
 export async function* scoreFile(client: StreamScorer, path: string, opts: ScoreFileOptions = {}): AsyncGenerator<ScoredRow> {
@@ -48,6 +50,7 @@ export async function* scoreFile(client: StreamScorer, path: string, opts: Score
   async function* rows(): AsyncGenerator<Row> {
     let index = 0;
     for await (const rec of readArenaFile(path, { labels: opts.labels ?? false })) {
+      if (opts.limit !== undefined && index >= opts.limit) return;
       if (!rec.ok) {
         reject({ line: rec.line, id: rec.id, field: rec.field, reason: rec.message });
         continue;

@@ -63,6 +63,15 @@ describe('bad rows', () => {
   const header = 'id,prompt,response_a,response_b';
   const good = (id: string): string => `${id},"[""hello ${id}""]","[""a""]","[""b""]"`;
 
+  test('--limit N scores the first N usable rows, in order', async () => {
+    const input = join(tmp.dir, 'five.csv');
+    writeFileSync(input, [header, good('1'), good('2'), good('3'), good('4'), good('5')].join('\n') + '\n');
+    const output = join(tmp.dir, 'three.csv');
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address, '--limit', '3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(readSubmission(output).rows.map((x) => x.id), ['1', '2', '3']);
+  });
+
   test('an output folder that does not exist is named as such before any work, not as a temp file', async () => {
     const input = join(tmp.dir, 'one.csv');
     writeFileSync(input, [header, good('1')].join('\n') + '\n');
