@@ -10,7 +10,7 @@
 import { connectivityState, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Comparison as WireComparison, Prediction as WirePrediction, ScoreStreamRequest } from '../proto/gen/pairpref/v1/preference.ts';
 import type { Comparison } from '../core/types.ts';
-import type { Transport, TransportSink } from '../core/window.ts';
+import { Signal, type Transport, type TransportSink } from '../core/window.ts';
 import { comparisonToWire, predictionFromWire } from '../protocol/wire.ts';
 import type { Replica } from './channels.ts';
 import { backoffMs, PairprefError, type RetryOptions } from './retry.ts';
@@ -101,7 +101,7 @@ class Lane {
   lastHeard = 0;
   lastError = '';
   retryTimer: NodeJS.Timeout | null = null;
-  private writeWaiters: Array<() => void> = [];
+  private readonly drained = new Signal();
 
   constructor(replica: Replica) {
     this.replica = replica;
@@ -113,14 +113,12 @@ class Lane {
   }
 
   waitForDrain(): Promise<void> {
-    return new Promise((resolve) => this.writeWaiters.push(resolve));
+    return this.drained.wait();
   }
 
   /** Releases every send() waiting for this call to drain (it drained, or it is gone). */
   wake(): void {
-    const w = this.writeWaiters;
-    this.writeWaiters = [];
-    for (const f of w) f();
+    this.drained.notify();
   }
 
   /** Forgets the current call (cancelling it) and hands back the rows it had not answered. */

@@ -42,3 +42,22 @@ export function errorPrediction(id: string, error: RowError): Prediction {
 export function probsOf(p: Prediction): Probs {
   return [p.winner_model_a, p.winner_model_b, p.winner_tie];
 }
+
+/** Ids are for joining answers back; a row with a longer one is refused, and its id never echoed whole. */
+export const MAX_ID_BYTES = 256;
+/** How much of a refused id an answer echoes. */
+const ID_ECHO_CHARS = 64;
+const UTF8 = new TextEncoder();
+
+/** The id as an answer carries it: whole when it is a valid id (at most 256 bytes), else cut to 64 characters. */
+export function echoId(id: unknown): string {
+  const s = typeof id === 'string' ? id : '';
+  if (s.length <= ID_ECHO_CHARS || UTF8.encode(s).length <= MAX_ID_BYTES) return s;
+  return `${s.slice(0, ID_ECHO_CHARS)}…`;
+}
+
+/** The id for a message: at most 64 characters, whatever its length. */
+export function shortId(id: unknown): string {
+  const s = typeof id === 'string' ? id : '';
+  return s.length > ID_ECHO_CHARS ? `${s.slice(0, ID_ECHO_CHARS)}…` : s;
+}

@@ -34,7 +34,7 @@ export interface WindowOptions {
 export const DEFAULT_WINDOW = 64;
 
 /** Wakes every waiter; waiting is check-then-wait in one synchronous step, so no wake-up is lost. */
-class Signal {
+export class Signal {
   private waiters: Array<() => void> = [];
   wait(): Promise<void> {
     return new Promise((resolve) => this.waiters.push(resolve));

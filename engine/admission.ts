@@ -1,7 +1,9 @@
 // What the engine takes in before any work is done: per-row limits (id size, field size, duplicate
 // ids), and the backlog bound that turns load beyond capacity into a fast RESOURCE_EXHAUSTED
 // instead of an ever-growing queue. Every transport (gRPC, and any later one) goes through here.
-import type { RowError } from '../core/result.ts';
+import { MAX_ID_BYTES, shortId, type RowError } from '../core/result.ts';
+
+export { MAX_ID_BYTES };
 import { Status } from '../core/status.ts';
 import { FIELDS, type Comparison } from '../core/types.ts';
 
@@ -14,10 +16,6 @@ export interface EngineLimits {
 
 export const DEFAULT_LIMITS: EngineLimits = { maxQueueTokens: 1_048_576, maxRowChars: 131_072 };
 
-/** Ids are for joining answers back; a longer one is refused, and never echoed whole. */
-export const MAX_ID_BYTES = 256;
-/** How much of a refused id an error echoes. */
-const ID_ECHO_CHARS = 64;
 
 /** A refusal of the whole call (or, for a stream, of one row): a status code and why. */
 export class EngineError extends Error {
@@ -32,11 +30,6 @@ export class EngineError extends Error {
   }
 }
 
-/** The id as an error may echo it: at most 64 characters. */
-export function idForEcho(id: unknown): string {
-  const s = typeof id === 'string' ? id : '';
-  return s.length > ID_ECHO_CHARS ? `${s.slice(0, ID_ECHO_CHARS)}…` : s;
-}
 
 function fieldChars(c: Comparison, field: (typeof FIELDS)[number]): number {
   const v: unknown = c[field];
@@ -68,7 +61,7 @@ export function refuseRow(c: Comparison, limits: EngineLimits): RowRefusal | nul
       const field = c.kind === 'raw' ? `raw.${f}` : f;
       return {
         reason: 'row_too_long',
-        error: { code: Status.INVALID_ARGUMENT, field, message: `row ${JSON.stringify(idForEcho(id))}: ${field} has ${n} characters; the limit is ${limits.maxRowChars} (--max-row-chars)` },
+        error: { code: Status.INVALID_ARGUMENT, field, message: `row ${JSON.stringify(shortId(id))}: ${field} has ${n} characters; the limit is ${limits.maxRowChars} (--max-row-chars)` },
       };
     }
   }
@@ -78,7 +71,7 @@ export function refuseRow(c: Comparison, limits: EngineLimits): RowRefusal | nul
 export function duplicateId(id: string): RowRefusal {
   return {
     reason: 'duplicate_id',
-    error: { code: Status.INVALID_ARGUMENT, field: 'id', message: `row id ${JSON.stringify(idForEcho(id))} is already in flight in this call or stream; ids must be unique so answers can be told apart` },
+    error: { code: Status.INVALID_ARGUMENT, field: 'id', message: `row id ${JSON.stringify(shortId(id))} is already in flight in this call or stream; ids must be unique so answers can be told apart` },
   };
 }
 

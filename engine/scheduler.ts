@@ -70,7 +70,7 @@ interface Job<R> {
 }
 
 interface Batch<R> {
-  readonly jobs: Job<R>[];
+  jobs: Job<R>[];
   /** Times this batch already failed on a device. */
   attempts: number;
 }
@@ -80,7 +80,7 @@ interface Slot<R> {
   up: boolean;
   running: boolean;
   /** Batches dealt to this device and not started yet, FIFO (at most one in normal operation). */
-  readonly pending: Batch<R>[];
+  pending: Batch<R>[];
   /** Padded tokens of the running and pending batches. */
   outstanding: number;
   load: { batches: number; rows: number; tokens: number; paddedTokens: number; busyMs: number };
@@ -94,7 +94,7 @@ function paddedOf<R>(jobs: readonly Job<R>[]): number {
 
 export class BatchScheduler<R> {
   /** Sorted by length, longest first; ties keep arrival order. */
-  private readonly queue: Job<R>[] = [];
+  private queue: Job<R>[] = [];
   private readonly slots: Slot<R>[];
   /** When a batch last carried a row of each flow. */
   private readonly lastServed = new WeakMap<object, number>();
@@ -204,7 +204,7 @@ export class BatchScheduler<R> {
       const jobs = new Set<Job<R>>();
       const onAbort = (): void => {
         this.bySignal.delete(signal);
-        for (const j of [...jobs]) this.drop(j, new DroppedError(dropReason(signal)));
+        this.drop(jobs, new DroppedError(dropReason(signal)));
       };
       entry = { jobs, onAbort };
       this.bySignal.set(signal, entry);
@@ -230,28 +230,29 @@ export class BatchScheduler<R> {
     this.queueTokens += job.len;
   }
 
-  /** An aborted row leaves the queue or its not-yet-started batch. */
-  private drop(job: Job<R>, err: DroppedError): void {
-    const at = this.queue.indexOf(job);
-    if (at >= 0) {
-      this.queue.splice(at, 1);
-      this.queueTokens -= job.len;
-      this.finish(job, () => job.reject(err));
-      return;
-    }
+  /**
+   * The aborted rows of one call leave the queue and their not-yet-started batches in one pass over
+   * each (a cancelled 20,000-row call must not cost a search per row); running rows finish.
+   */
+  private drop(jobs: ReadonlySet<Job<R>>, err: DroppedError): void {
+    const gone: Job<R>[] = [];
+    const keep = (j: Job<R>): boolean => {
+      if (!jobs.has(j)) return true;
+      gone.push(j);
+      return false;
+    };
+    this.queue = this.queue.filter(keep);
+    for (const j of gone) this.queueTokens -= j.len;
     for (const slot of this.slots) {
-      for (const [bi, b] of slot.pending.entries()) {
-        const k = b.jobs.indexOf(job);
-        if (k < 0) continue;
+      for (const b of slot.pending) {
+        if (!b.jobs.some((j) => jobs.has(j))) continue;
         slot.outstanding -= paddedOf(b.jobs);
-        b.jobs.splice(k, 1);
+        b.jobs = b.jobs.filter(keep);
         slot.outstanding += paddedOf(b.jobs);
-        if (b.jobs.length === 0) slot.pending.splice(bi, 1);
-        this.finish(job, () => job.reject(err));
-        return;
       }
+      slot.pending = slot.pending.filter((b) => b.jobs.length > 0);
     }
-    // Running: it finishes and resolves as usual.
+    for (const j of gone) this.finish(j, () => j.reject(err));
   }
 
   /** First index whose row is shorter than len (binary search on the descending queue). */

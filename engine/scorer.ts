@@ -6,11 +6,11 @@ import { DEFAULT_BATCHING, type BatchingOptions } from '../core/batch.ts';
 import { validateGraph } from '../core/graph.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { joinSwapped, type Probs } from '../core/postprocess.ts';
-import { errorPrediction, scoredPrediction, type Prediction, type RowError } from '../core/result.ts';
+import { echoId, errorPrediction, scoredPrediction, shortId, type Prediction, type RowError } from '../core/result.ts';
 import type { Bundle, ModelRunner, Runtime } from '../core/runtime.ts';
 import { Status } from '../core/status.ts';
 import type { Comparison, PreferenceConfig } from '../core/types.ts';
-import { DEFAULT_LIMITS, duplicateId, EngineError, estimateTokens, idForEcho, MAX_ID_BYTES, refuseRow, type EngineLimits } from './admission.ts';
+import { DEFAULT_LIMITS, duplicateId, EngineError, estimateTokens, refuseRow, type EngineLimits } from './admission.ts';
 import { DevicePool, executorFor, warmUpRows, type DeviceState } from './device-pool.ts';
 import type { Encoded } from './encoder.ts';
 import { startEncoderPool, type RowEncoder, type TokenizerState } from './encoder-pool.ts';
@@ -159,7 +159,7 @@ interface Parts {
 function dropped(tally: Tally, id: string, reason: DropReason): Prediction {
   tally.dropped[reason]++;
   const code = reason === 'deadline' ? Status.DEADLINE_EXCEEDED : Status.CANCELLED;
-  return errorPrediction(id, { code, field: '', message: `row "${idForEcho(id)}" was not scored: ${reason === 'deadline' ? 'the deadline passed' : 'the call was cancelled'}` });
+  return errorPrediction(id, { code, field: '', message: `row "${shortId(id)}" was not scored: ${reason === 'deadline' ? 'the deadline passed' : 'the call was cancelled'}` });
 }
 
 /** Per-row refusals (limits, duplicate ids within the call or the flow); null for rows to tokenize. */
@@ -231,7 +231,7 @@ function scoreWith(p: Parts) {
         const err = refused[i];
         const id = typeof r.id === 'string' ? r.id : '';
         if (!err) return run(id, encoded[k++]!, o);
-        return errorPrediction(Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES ? idForEcho(id) : id, err);
+        return errorPrediction(echoId(id), err);
       }),
     );
     for (const r of todo) o.flow?.inflightIds.delete(r.id);

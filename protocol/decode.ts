@@ -4,6 +4,7 @@
 // only that row (INVALID_ARGUMENT naming the field, never a silent U+FFFD), and only bytes that
 // cannot be framed as the message at all fail the call.
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { shortId } from '../core/result.ts';
 import { Comparison, ScoreOptions, type Comparison as WireComparison, type ScoreOptions as WireScoreOptions } from '../proto/gen/pairpref/v1/preference.ts';
 
 const STRICT = new TextDecoder('utf-8', { fatal: true });
@@ -70,7 +71,7 @@ function decodeComparison(bytes: Uint8Array): DecodedRow {
   const comparison = Comparison.decode(bytes);
   if (field === null) return { ok: true, comparison };
   const id = comparison.id;
-  return { ok: false, id, field, message: `row ${JSON.stringify(id.slice(0, 64))}: ${field} is not valid UTF-8` };
+  return { ok: false, id, field, message: `row ${JSON.stringify(shortId(id))}: ${field} is not valid UTF-8` };
 }
 
 /** Walks a message with a repeated/singular Comparison field (1) and ScoreOptions (2). */

@@ -5,7 +5,7 @@
 import { Metadata, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { setMaxListeners } from 'node:events';
 import { RowInputError } from '../core/errors.ts';
-import { errorPrediction, type Prediction } from '../core/result.ts';
+import { echoId, errorPrediction, type Prediction } from '../core/result.ts';
 import { Status } from '../core/status.ts';
 import type { Comparison } from '../core/types.ts';
 import { EngineError, MAX_ID_BYTES } from '../engine/admission.ts';
@@ -90,12 +90,12 @@ function toCore(rows: readonly DecodedRow[], m: Metrics | undefined): Array<Comp
   return rows.map((d) => {
     if (!d.ok) {
       m?.rejected('invalid_utf8');
-      return errorPrediction(d.id.slice(0, 64), { code: Status.INVALID_ARGUMENT, field: d.field, message: d.message });
+      return errorPrediction(echoId(d.id), { code: Status.INVALID_ARGUMENT, field: d.field, message: d.message });
     }
     try {
       return fromWire(d.comparison);
     } catch (e) {
-      return errorPrediction(d.comparison.id.slice(0, 64), { code: Status.INVALID_ARGUMENT, field: e instanceof RowInputError ? e.field : '', message: (e as Error).message });
+      return errorPrediction(echoId(d.comparison.id), { code: Status.INVALID_ARGUMENT, field: e instanceof RowInputError ? e.field : '', message: (e as Error).message });
     }
   });
 }
@@ -285,7 +285,7 @@ class StreamState {
 }
 
 function idOf(r: Comparison | Prediction | undefined): string {
-  return r && typeof r.id === 'string' ? r.id.slice(0, 64) : '';
+  return echoId(r?.id);
 }
 
 export function createPreferenceService(scorer: Scorer, opts: ServiceOptions): RawPreferenceServer {

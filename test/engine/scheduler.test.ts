@@ -100,3 +100,20 @@ test('a failing batch rejects only its own rows; close rejects what is still que
   assert.equal(await running, 5, 'the running batch finishes');
   await assert.rejects(t.submit(row(1)), /closed/);
 });
+
+test('aborting a call drops all its waiting rows at once; other calls and the running batch are untouched', async () => {
+  const slow = recorder('slow', 30);
+  const s = new BatchScheduler([slow], { maxBatchTokens: 40, maxBatchSize: 64, maxQueueDelayMs: 0 });
+  const ac = new AbortController();
+  const running = s.submit(row(10, 1), { signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 5)); // the first batch is on the device now
+  const mine = Array.from({ length: 2000 }, () => s.submit(row(10, 2), { signal: ac.signal }));
+  const other = s.submit(row(10, 3));
+  ac.abort('deadline');
+  const settled = await Promise.allSettled(mine);
+  assert.ok(settled.every((r) => r.status === 'rejected' && /deadline passed/.test(String(r.reason))), 'every waiting row of the call was dropped');
+  assert.equal(await running, 1, 'the running row finished');
+  assert.equal(await other, 3, 'the other call was served');
+  assert.equal(s.queuedTokens, 0);
+  assert.equal(s.queuedRows, 0);
+});
