@@ -5,7 +5,7 @@ import { DEFAULT_BATCHING } from '../core/batch.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
 import { DEFAULT_LIMITS } from '../engine/admission.ts';
 import type { TlsOptions } from '../server/security.ts';
-import { DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
+import { DEFAULT_CONNECTION_AGE_GRACE_MS, DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
 import { intArg } from './args.ts';
 import { serveModel } from './wiring.ts';
 
@@ -36,6 +36,8 @@ interface ServeFlags {
   healthPort?: number;
   drainGraceMs: number;
   drainTimeoutMs: number;
+  maxConnectionAgeMs: number;
+  maxConnectionAgeGraceMs: number;
   logLevel: LogLevel;
 }
 
@@ -94,6 +96,8 @@ function addFlags(cmd: Command): Command {
     .option('--health-port <port>', 'also serve grpc.health.v1.Health alone, in plaintext, on this port (for kubelet probes when TLS is on)', int('--health-port', 0))
     .option('--drain-grace-ms <ms>', 'on SIGTERM/SIGINT: health NOT_SERVING, still serving, for this long before new calls are refused', int('--drain-grace-ms', 0), DEFAULT_DRAIN.graceMs)
     .option('--drain-timeout-ms <ms>', 'then in-flight calls may take this long before they are cancelled (exit code 2)', int('--drain-timeout-ms', 0), DEFAULT_DRAIN.timeoutMs)
+    .option('--max-connection-age-ms <ms>', 'close each client connection (GOAWAY) after this long so clients re-resolve and spread over replicas added since; 0 = never', int('--max-connection-age-ms', 0), 0)
+    .option('--max-connection-age-grace-ms <ms>', 'calls on a connection past its age get this long to finish before it is closed', int('--max-connection-age-grace-ms', 0), DEFAULT_CONNECTION_AGE_GRACE_MS)
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', int('--metrics-port', 0))
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'));
 }
@@ -160,6 +164,8 @@ export function registerServe(program: Command): void {
       healthPort: o.healthPort,
       drainGraceMs: o.drainGraceMs,
       drainTimeoutMs: o.drainTimeoutMs,
+      maxConnectionAgeMs: o.maxConnectionAgeMs,
+      maxConnectionAgeGraceMs: o.maxConnectionAgeGraceMs,
       logger: log,
     });
     const c = running.scorer.config;

@@ -25,6 +25,9 @@ export const DEFAULT_SERVER_LIMITS = {
 
 export const DEFAULT_DRAIN = { graceMs: 2000, timeoutMs: 10_000 } as const;
 
+/** How long a connection past --max-connection-age-ms may finish its calls before it is closed. */
+export const DEFAULT_CONNECTION_AGE_GRACE_MS = 30_000;
+
 export interface ServeOptions {
   /**
    * Loads the model (the caller wires a runtime into the engine). Called after the listener is up,
@@ -40,6 +43,13 @@ export interface ServeOptions {
   readonly maxStreams?: number;
   /** Largest request or response message in bytes (grpc-js refuses larger ones with RESOURCE_EXHAUSTED). */
   readonly maxMessageBytes?: number;
+  /**
+   * Close each client connection (GOAWAY) after this long, so clients re-resolve and reach replicas
+   * added since they connected (a headless Service behind an autoscaler); off when undefined or 0.
+   */
+  readonly maxConnectionAgeMs?: number;
+  /** Calls on a connection past its age get this long to finish; default DEFAULT_CONNECTION_AGE_GRACE_MS. */
+  readonly maxConnectionAgeGraceMs?: number;
   /** Serve Prometheus metrics on this HTTP port; off when undefined. */
   readonly metricsPort?: number;
   readonly tls?: TlsOptions;
@@ -102,6 +112,12 @@ function buildServer(
   const server = new Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
+    ...(opts.maxConnectionAgeMs
+      ? {
+          'grpc.max_connection_age_ms': opts.maxConnectionAgeMs,
+          'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs ?? DEFAULT_CONNECTION_AGE_GRACE_MS,
+        }
+      : {}),
     interceptors: [watches.interceptor, ...auth],
   });
   health.addToServer(server);
