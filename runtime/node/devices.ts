@@ -11,9 +11,9 @@ export class DeviceConfigError extends Error {
 
 export const CUDA_INSTALL_HINT =
   'The CUDA execution provider is not installed: onnxruntime-node ships only the CPU and WebGPU providers in its npm ' +
-  'package, and this project skips its CUDA download by default (.npmrc). On a host with an NVIDIA GPU, CUDA 12 and ' +
-  'cuDNN 9, run: `npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` (or ONNXRUNTIME_NODE_INSTALL=cuda12 ' +
-  'npm ci), then start again. See README "GPU hosts".';
+  'package, and this project runs no dependency install scripts (.npmrc ignore-scripts), so its CUDA download is ' +
+  'skipped. On a host with an NVIDIA GPU, CUDA 12 and cuDNN 9, run `npm run install:cuda` (onnxruntime-node\'s ' +
+  'installer, forced to fetch its CUDA 12 provider; again after every npm ci), then start again. See README "GPU hosts".';
 
 /** Folder holding onnxruntime-node's native libraries for this platform. */
 function ortBinDir(): string | null {

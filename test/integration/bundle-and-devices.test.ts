@@ -57,7 +57,7 @@ describe('--devices', () => {
 
   test('asking for CUDA without its provider fails with how to install it', () => {
     assert.throws(() => resolveDevices('cuda:0', { cudaInstalled: false }), (e: Error) => e.message === CUDA_INSTALL_HINT);
-    assert.match(CUDA_INSTALL_HINT, /onnxruntime-node-install=cuda12/);
+    assert.match(CUDA_INSTALL_HINT, /npm run install:cuda/);
   });
 
   test('auto picks CUDA GPUs when the provider is installed, else the CPU, and says why', () => {

@@ -102,7 +102,7 @@ test('pairpref serve with a bad bundle or device exits 1 with one clear line', (
   } else {
     const cuda = run(['--model', dir, '--devices', 'cuda:0']);
     assert.equal(cuda.status, 1);
-    assert.match(cuda.stderr, /CUDA execution provider is not installed.*onnxruntime-node-install=cuda12/s);
+    assert.match(cuda.stderr, /CUDA execution provider is not installed.*npm run install:cuda/s);
   }
   // Checked before the provider is looked for, so the same with or without it.
   const twice = run(['--model', dir, '--devices', 'cuda:0,cuda:0']);
