@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { connectivityState, credentials, Metadata, type ChannelInterface } from '@grpc/grpc-js';
+import { connect } from '../../client/index.ts';
 import { serveModel } from '../../cli/wiring.ts';
 import { PairwisePreferenceClient, type Prediction, type ScoreResponse } from '../../proto/gen/pairpref/v1/preference.ts';
 import type { RunningServer } from '../../server/server.ts';
@@ -65,5 +66,34 @@ describe('--max-connection-age-ms', () => {
       await score(c);
       assert.equal(await leavesReady(c.getChannel(), 1_500), false);
     }, bundleDir);
+  });
+
+  test('an SDK stream that outlives several connection ages gets every row once', async () => {
+    const server = await serveModel({ modelDir: bundleDir, port: 0, devices: 'cpu', maxConnectionAgeMs: 200, maxConnectionAgeGraceMs: 50 });
+    const client = connect([server.address]);
+    try {
+      const n = 3000;
+      async function* rows(): AsyncGenerator<{ id: string; prompt: string[]; response_a: string[]; response_b: string[] }> {
+        for (let i = 0; i < n; i++) {
+          // A slow producer keeps the stream open across many GOAWAYs.
+          if (i % 100 === 0) await new Promise((r) => setTimeout(r, 20));
+          yield { id: `row-${i}`, prompt: [`question ${i}`], response_a: ['yes'], response_b: ['no'] };
+        }
+      }
+      const seen = new Map<string, number>();
+      const started = Date.now();
+      const stream = client.scoreStream(rows(), { window: 16 });
+      for await (const p of stream) {
+        assert.equal(p.error, undefined, `${p.id}: ${p.error?.message}`);
+        seen.set(p.id, (seen.get(p.id) ?? 0) + 1);
+      }
+      assert.ok(Date.now() - started > 600, 'the stream did not outlive a few connection ages; the test proves nothing');
+      assert.equal(seen.size, n);
+      assert.ok([...seen.values()].every((c) => c === 1), 'a row was answered twice');
+      assert.ok(stream.stats().replicaFailures > 0, `no stream was cut by the connection age: ${JSON.stringify(stream.stats())}`);
+    } finally {
+      client.close();
+      await server.close({ graceMs: 0, timeoutMs: 1000 });
+    }
   });
 });
