@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The bench table on a GPU host, one command: `bash bench/gpu.sh [--model DIR] [more pairpref bench flags]`.
 # Runs cuda:0 (headline, and the in-process limit on cuda:0), cuda:0,cuda:1 when two GPUs are
-# visible, and webgpu, when the CUDA provider is installed (see server/devices.ts); otherwise
+# visible, and webgpu, when the CUDA provider is installed (see runtime/node/devices.ts); otherwise
 # webgpu alone. Writes bench-gpu.json and bench-gpu.txt in $OUT (default: the current folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-.}"
-cuda=$(node --import tsx -e "import('./server/devices.ts').then(m => console.log(m.cudaProviderInstalled() ? 1 : 0))")
-gpus=$(ls /dev 2>/dev/null | grep -cE '^nvidia[0-9]+$' || true)
+cuda=$(node --import tsx -e "import('./runtime/node/devices.ts').then(m => console.log(m.cudaProviderInstalled() ? 1 : 0))")
+# GPUs as CUDA would enumerate them: /dev/nvidia<N> nodes, filtered by CUDA_VISIBLE_DEVICES (-1 = none).
+gpus=$(node --import tsx -e "import('./runtime/node/devices.ts').then(m => console.log(m.countVisibleCuda(process.env.CUDA_VISIBLE_DEVICES, require('node:fs').readdirSync('/dev').filter(f => /^nvidia[0-9]+\$/.test(f)).length)))")
 if [ "$cuda" = 1 ] && [ "$gpus" -ge 1 ]; then
   lists="cuda:0"
   [ "$gpus" -ge 2 ] && lists="$lists;cuda:0,cuda:1"

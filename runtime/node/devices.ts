@@ -81,12 +81,27 @@ export function resolveDevices(spec: string, opts: { cudaInstalled?: boolean; cu
   return { devices, autoReason: null };
 }
 
+/**
+ * GPUs CUDA would enumerate, given CUDA_VISIBLE_DEVICES (undefined when unset) and the number of
+ * /dev/nvidia<N> nodes. As in CUDA, the list is read up to its first invalid entry: "-1", "" or
+ * "none" hide every GPU, "0,-1,1" shows one; an index at or past the node count is invalid; GPU-
+ * and MIG- UUIDs count as one device each.
+ */
+export function countVisibleCuda(visible: string | undefined, nodes: number): number {
+  if (visible === undefined) return nodes;
+  let count = 0;
+  for (const entry of visible.split(',').map((e) => e.trim())) {
+    const valid = /^\d+$/.test(entry) ? Number(entry) < nodes : /^(GPU|MIG)-/i.test(entry);
+    if (!valid) break;
+    count++;
+  }
+  return count;
+}
+
 /** Counts /dev/nvidia<N> nodes (no driver library needed), honouring CUDA_VISIBLE_DEVICES. */
 function visibleCudaDevices(): number {
-  const visible = process.env['CUDA_VISIBLE_DEVICES'];
-  if (visible !== undefined) return visible.trim() === '' ? 0 : visible.split(',').length;
-  if (!existsSync('/dev')) return 0;
-  return readdirSync('/dev').filter((f) => /^nvidia\d+$/.test(f)).length;
+  const nodes = existsSync('/dev') ? readdirSync('/dev').filter((f) => /^nvidia\d+$/.test(f)).length : 0;
+  return countVisibleCuda(process.env['CUDA_VISIBLE_DEVICES'], nodes);
 }
 
 /**

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { loadNodeScorer } from '../../cli/wiring.ts';
 import { loadBundle } from '../../runtime/node/index.ts';
 import { CUDA_INSTALL_HINT, resolveDevices } from '../../runtime/node/index.ts';
+import { countVisibleCuda } from '../../runtime/node/devices.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 function bundleWith(edit: (pref: Record<string, unknown>) => void, opts: Parameters<typeof writeFixtureBundle>[1] = {}): string {
@@ -58,6 +59,19 @@ describe('--devices', () => {
   test('asking for CUDA without its provider fails with how to install it', () => {
     assert.throws(() => resolveDevices('cuda:0', { cudaInstalled: false }), (e: Error) => e.message === CUDA_INSTALL_HINT);
     assert.match(CUDA_INSTALL_HINT, /npm run install:cuda/);
+  });
+
+  test('CUDA_VISIBLE_DEVICES is read as CUDA reads it (up to the first invalid entry)', () => {
+    assert.equal(countVisibleCuda(undefined, 2), 2);
+    assert.equal(countVisibleCuda('-1', 2), 0);
+    assert.equal(countVisibleCuda('', 2), 0);
+    assert.equal(countVisibleCuda('none', 2), 0);
+    assert.equal(countVisibleCuda('1', 2), 1);
+    assert.equal(countVisibleCuda('0,1', 2), 2);
+    assert.equal(countVisibleCuda('0,-1,1', 2), 1);
+    assert.equal(countVisibleCuda('0,2', 2), 1);
+    assert.equal(countVisibleCuda('GPU-8d3f0a4e-1111-2222-3333-444455556666', 1), 1);
+    assert.equal(countVisibleCuda('0', 0), 0);
   });
 
   test('auto picks CUDA GPUs when the provider is installed, else the CPU, and says why', () => {
