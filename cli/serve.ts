@@ -77,7 +77,7 @@ function addFlags(cmd: Command): Command {
     .option('--model <dir>', 'model bundle directory (model.onnx, tokenizer.json, preference.json)', 'models/default')
     .option('--host <host>', 'address to listen on (a non-loopback address without TLS or a token logs a warning)', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0), 50051)
-    .option('--devices <list>', 'comma-separated devices, one session each: auto, cpu, cpu,cpu, webgpu, cuda:0,cuda:1 (auto = every CUDA GPU when the CUDA provider is installed, else cpu)', 'auto')
+    .option('--devices <list>', 'comma-separated devices, one session each: auto, cpu, cpu,cpu, webgpu, cuda:0,cuda:1 (auto = every visible CUDA GPU when the CUDA provider is installed and a test session on cuda:0 runs, else cpu)', 'auto')
     .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', int('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
     .option('--max-batch-size <n>', 'most rows in one batch', int('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
     .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', int('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)

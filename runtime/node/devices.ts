@@ -1,7 +1,9 @@
 // --devices parsing and execution-provider availability checks.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { DeviceSpec, ResolvedDevices } from '../../core/runtime.ts';
 import { usableCpus } from '../../platform/cpus.ts';
 
@@ -46,28 +48,72 @@ function parseOne(token: string): DeviceSpec {
   throw new DeviceConfigError(`--devices: unknown device "${token}" (use auto, cpu, webgpu, cuda or cuda:N, comma-separated)`);
 }
 
+const CPU_ONLY: DeviceSpec = { name: 'cpu', provider: 'cpu', deviceId: 0 };
+
+function resolveAuto(cuda: boolean, opts: ResolveOptions): ResolvedDevices {
+  if (!cuda) return { devices: [CPU_ONLY], autoReason: 'CUDA provider not installed: using the CPU' };
+  const gpus = opts.cudaCount ?? visibleCudaDevices();
+  if (gpus === 0) return { devices: [CPU_ONLY], autoReason: 'CUDA provider installed but no GPU visible (CUDA_VISIBLE_DEVICES, /dev/nvidia*): using the CPU' };
+  const probe = (opts.probeCuda ?? probeCudaProvider)();
+  if (!probe.ok) {
+    return { devices: [CPU_ONLY], autoReason: `CUDA provider installed and ${gpus} GPU(s) visible, but a test session on cuda:0 failed (${probe.reason ?? 'no reason given'}): using the CPU` };
+  }
+  return {
+    devices: Array.from({ length: gpus }, (_, i) => ({ name: `cuda:${i}`, provider: 'cuda' as const, deviceId: i })),
+    autoReason: `CUDA provider installed, ${gpus} GPU(s) visible, a test session on cuda:0 ran`,
+  };
+}
+
 /**
  * "auto" picks every visible CUDA GPU when the CUDA provider is installed, else one CPU
  * session. WebGPU is never picked automatically: on hosts without a GPU it falls back to a
  * software adapter that is slower than the CPU provider.
  */
-export function resolveDevices(spec: string, opts: { cudaInstalled?: boolean; cudaCount?: number } = {}): ResolvedDevices {
+export interface CudaProbe {
+  readonly ok: boolean;
+  /** Why the test session failed (onnxruntime's message and, when it logged one, the library that failed to load). */
+  readonly reason?: string;
+}
+
+const PROBE_SCRIPT = fileURLToPath(new URL('./cuda-probe.mjs', import.meta.url));
+
+/**
+ * Creates and runs a one-node session on cuda:<deviceId> in a child process (cuda-probe.mjs): an
+ * installed provider whose CUDA or cuDNN libraries are missing fails there, and a driver fault
+ * cannot take this process down with it.
+ */
+export function probeCudaProvider(deviceId = 0): CudaProbe {
+  const r = spawnSync(process.execPath, [PROBE_SCRIPT, String(deviceId)], { encoding: 'utf8', timeout: 120_000 });
+  const line = r.stdout?.trim().split('\n').pop() ?? '';
+  let parsed: CudaProbe = { ok: false, reason: r.error ? r.error.message : `probe exited with ${r.status ?? r.signal}` };
+  try {
+    parsed = JSON.parse(line) as CudaProbe;
+  } catch {
+    // keep the exit status as the reason
+  }
+  if (parsed.ok) return parsed;
+  // onnxruntime logs the library that failed to load (e.g. libcudnn.so.9) on stderr, not in the error.
+  const lib = /with error: ([^\n]+)/.exec(r.stderr ?? '')?.[1]?.trim();
+  return { ok: false, reason: lib ? `${parsed.reason ?? 'failed'}: ${lib}` : parsed.reason };
+}
+
+export interface ResolveOptions {
+  readonly cudaInstalled?: boolean;
+  readonly cudaCount?: number;
+  /** Test session on cuda:0 before `auto` picks CUDA (default: probeCudaProvider). */
+  readonly probeCuda?: () => CudaProbe;
+}
+
+/**
+ * "auto" picks every visible CUDA GPU when the CUDA provider is installed and a test session on
+ * cuda:0 runs, else one CPU session, and says why. WebGPU is never picked automatically: on hosts
+ * without a GPU it falls back to a software adapter that is slower than the CPU provider.
+ */
+export function resolveDevices(spec: string, opts: ResolveOptions = {}): ResolvedDevices {
   const parts = spec.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (parts.length === 0) throw new DeviceConfigError('--devices: empty list');
   const cuda = opts.cudaInstalled ?? cudaProviderInstalled();
-  if (parts.length === 1 && parts[0]!.toLowerCase() === 'auto') {
-    const gpus = opts.cudaCount ?? visibleCudaDevices();
-    if (cuda && gpus > 0) {
-      return {
-        devices: Array.from({ length: gpus }, (_, i) => ({ name: `cuda:${i}`, provider: 'cuda' as const, deviceId: i })),
-        autoReason: `CUDA provider installed and ${gpus} GPU(s) visible`,
-      };
-    }
-    return {
-      devices: [{ name: 'cpu', provider: 'cpu', deviceId: 0 }],
-      autoReason: cuda ? 'CUDA provider installed but no GPU visible: using the CPU' : 'CUDA provider not installed: using the CPU',
-    };
-  }
+  if (parts.length === 1 && parts[0]!.toLowerCase() === 'auto') return resolveAuto(cuda, opts);
   const parsed = parts.map(parseOne);
   // Two sessions on one provider need distinct names for logs, metrics and load reports.
   const devices = parsed.map((d, i) =>

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { loadNodeScorer } from '../../cli/wiring.ts';
 import { loadBundle } from '../../runtime/node/index.ts';
 import { CUDA_INSTALL_HINT, resolveDevices } from '../../runtime/node/index.ts';
-import { countVisibleCuda } from '../../runtime/node/devices.ts';
+import { countVisibleCuda, probeCudaProvider } from '../../runtime/node/devices.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
 function bundleWith(edit: (pref: Record<string, unknown>) => void, opts: Parameters<typeof writeFixtureBundle>[1] = {}): string {
@@ -74,12 +74,37 @@ describe('--devices', () => {
     assert.equal(countVisibleCuda('0', 0), 0);
   });
 
-  test('auto picks CUDA GPUs when the provider is installed, else the CPU, and says why', () => {
-    const gpu = resolveDevices('auto', { cudaInstalled: true, cudaCount: 2 });
+  test('auto picks CUDA GPUs when the provider is installed and a test session runs, else the CPU, and says why', () => {
+    const works = () => ({ ok: true });
+    const gpu = resolveDevices('auto', { cudaInstalled: true, cudaCount: 2, probeCuda: works });
     assert.deepEqual(gpu.devices.map((d) => d.name), ['cuda:0', 'cuda:1']);
     assert.match(gpu.autoReason ?? '', /2 GPU/);
-    const cpu = resolveDevices('auto', { cudaInstalled: false, cudaCount: 2 });
+    const cpu = resolveDevices('auto', { cudaInstalled: false, cudaCount: 2, probeCuda: works });
     assert.deepEqual(cpu.devices.map((d) => d.name), ['cpu']);
     assert.match(cpu.autoReason ?? '', /CUDA provider not installed/);
+    const hidden = resolveDevices('auto', { cudaInstalled: true, cudaCount: countVisibleCuda('-1', 2), probeCuda: works });
+    assert.deepEqual(hidden.devices.map((d) => d.name), ['cpu']);
+    assert.match(hidden.autoReason ?? '', /no GPU visible/);
   });
+
+  test('auto falls back to the CPU, saying why, when the provider is present but its libraries are not', () => {
+    let probed = 0;
+    const broken = () => {
+      probed++;
+      return { ok: false, reason: 'Failed to load shared library: libcudnn.so.9: cannot open shared object file' };
+    };
+    const r = resolveDevices('auto', { cudaInstalled: true, cudaCount: 2, probeCuda: broken });
+    assert.equal(probed, 1);
+    assert.deepEqual(r.devices.map((d) => d.name), ['cpu']);
+    assert.match(r.autoReason ?? '', /test session on cuda:0 failed \(.*libcudnn\.so\.9.*\): using the CPU/);
+  });
+
+  test('the CUDA probe runs a real session in a child process and reports why it failed', () => {
+    // This machine has no CUDA provider libraries: onnxruntime refuses the provider, and the probe
+    // must say so instead of throwing or claiming success.
+    const r = probeCudaProvider(0);
+    assert.equal(r.ok, false);
+    assert.match(r.reason ?? '', /Failed to load|providers_shared|providers_cuda|cannot open/);
+  });
+
 });
