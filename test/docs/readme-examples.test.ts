@@ -27,6 +27,14 @@ const CHECKS: Record<string, (r: ExampleRun) => void> = {
     assertPredictions(parsePredictionLines(r.stdout), ids, 'sdk-stream.ts');
     assert.match(r.stdout, /^200 answered \(0 re-sent\); \{.*\}$/m, 'prints the stream stats');
   },
+  'README.md try-sample.sh': (r) => {
+    const lines = readFileSync(join(r.cwd, 'scores.csv'), 'utf8').trim().split('\n');
+    assert.equal(lines[0], 'id,winner_model_a,winner_model_b,winner_tie');
+    const ids = ['ex-1', 'ex-2', 'ex-3', 'ex-4', 'ex-5', 'ex-6'];
+    assertPredictions(new Map(lines.slice(1).map((l) => [l.split(',')[0]!, l.split(',').slice(1).map(Number)] as const)), ids, 'try-sample.sh');
+    assert.match(r.stdout, /^n\s+6$/m, 'eval reports the six labeled rows');
+    assert.match(r.stdout, /^log loss\s+\d/m);
+  },
   'packages/client/README.md score.mjs': (r) => assertPredictions(parsePredictionLines(r.stdout), ['q1'], 'score.mjs'),
   'README.md cli-score.sh': (r) => {
     const lines = readFileSync(join(r.cwd, 'scores.csv'), 'utf8').trim().split('\n');
