@@ -1,6 +1,6 @@
 // The naive peer: what a thin wrapper does. A grpc-js server on the same proto, one session.run
 // per request on the main thread, no batching, no queue, no workers. Run as its own process:
-//   node --import tsx bench/naive-server.ts --model DIR --threads N
+//   node --import tsx bench/naive-server.ts --model DIR --threads N [--device cpu|cuda:N|webgpu]
 // prints `listening PORT` on stdout when ready; exits on SIGTERM or when stdin closes.
 import { Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
@@ -10,10 +10,11 @@ import { fromWire } from '../protocol/wire.ts';
 import { loadBundle } from '../runtime/node/index.ts';
 import { createCpuSession } from './inprocess.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, threads: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: { model: { type: 'string' }, threads: { type: 'string', default: '1' }, device: { type: 'string', default: 'cpu' } } });
 const bundle = loadBundle(values.model ?? 'models/default');
 const config = bundle.config;
-const session = await createCpuSession(bundle.modelPath, Number(values.threads));
+// The same execution provider as pairpref's headline device (runtime/node's session options).
+const session = await createCpuSession(bundle.modelPath, Number(values.threads), 'all', values.device);
 
 async function predict(c: Parameters<typeof fromWire>[0]): Promise<Prediction> {
   const enc = bundle.preprocessor.encode(fromWire(c));

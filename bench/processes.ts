@@ -127,11 +127,13 @@ export async function startPairpref(a: ServeArgs): Promise<Served> {
   };
 }
 
-export async function startNaive(model: string, threads: number): Promise<Served> {
+/** The naive peer on `device` (the headline's first device: same execution provider as pairpref's). */
+export async function startNaive(model: string, threads: number, device = 'cpu', env: NodeJS.ProcessEnv = {}): Promise<Served> {
   const c = track(
-    spawn(process.execPath, [...TSX, join(REPO_ROOT, 'bench/naive-server.ts'), '--model', model, '--threads', String(threads)], {
+    spawn(process.execPath, [...TSX, join(REPO_ROOT, 'bench/naive-server.ts'), '--model', model, '--threads', String(threads), '--device', device], {
       cwd: REPO_ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
     }),
   );
   let ready;
