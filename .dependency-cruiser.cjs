@@ -23,6 +23,10 @@
 //   proto/gen/     nothing of ours
 //   test/          anything; and nothing outside test/ may import from test/
 //
+// Packages: core/ and engine/ import no transport or telemetry package (@grpc/*, @opentelemetry/*,
+// prom-client, pino): the engine reports its stage timings through engine/stages.ts, and server/
+// turns them into spans and metrics (ARCHITECTURE.md, Telemetry).
+//
 // Folders that do not exist yet cost nothing: a rule whose `from` matches no file never fires.
 //
 // What dependency-cruiser does NOT see, so these rules cannot police it: imports whose
@@ -82,6 +86,13 @@ const DENY = [
   ['training-not-bench', L.training, [L.bench]],
 ];
 
+/** Folders that must not import transport or telemetry packages: [rule name, from folder]. */
+const NO_TELEMETRY = [
+  ['core-no-transport-or-telemetry-packages', L.core],
+  ['engine-no-transport-or-telemetry-packages', L.engine],
+];
+const TELEMETRY_PACKAGES = '(^|/)node_modules/(@grpc/|@opentelemetry/|prom-client/|pino/|pino-pretty/)';
+
 /** Folders whose code runs without node: no node builtins, with or without `node:`. */
 const NO_BUILTINS = [
   ['core-no-node-builtins', L.core],
@@ -125,6 +136,15 @@ function makeConfig(base) {
       to: { ...ours, path: `${B}(${denied.map(escapeRe).join('|')})`, pathNot: notOurs },
     });
   }
+  for (const [name, from] of NO_TELEMETRY) {
+    forbidden.push({
+      name,
+      severity: 'error',
+      comment: `${from} imports no transport or telemetry package (@grpc/*, @opentelemetry/*, prom-client, pino): it reports stage timings (engine/stages.ts) and server/ makes spans and metrics of them`,
+      from: { path: at(from) },
+      to: { path: TELEMETRY_PACKAGES },
+    });
+  }
   for (const [name, from] of NO_BUILTINS) {
     forbidden.push({
       name,
@@ -158,10 +178,10 @@ function makeConfig(base) {
     options: {
       // Do not descend into packages: they are leaves of the graph.
       doNotFollow: { path: ['(^|/)node_modules/'] },
-      // Build outputs and the bad fixture (the latter only for the repo's own config).
+      // Build outputs and the bad fixture (the latter only for the repo's own config). Packages are
+      // not excluded: they stay in the graph as leaves (doNotFollow), so rules can name them.
       exclude: {
         path: [
-          '(^|/)node_modules/',
           '(^|/)dist/',
           '^training/out/',
           ...(base === '' ? ['^test/architecture/fixtures/'] : []),

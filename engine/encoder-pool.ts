@@ -68,7 +68,11 @@ class FairQueue {
   private readonly ring: CallWork[] = [];
   private backlog = 0;
 
-  constructor(private readonly lanes: () => readonly Lane[]) {}
+  constructor(
+    private readonly lanes: () => readonly Lane[],
+    /** Each tokenized chunk's per-row times (metrics). */
+    private readonly onTokenized: (rowMs: readonly number[]) => void,
+  ) {}
 
   get rows(): number {
     return this.backlog;
@@ -115,7 +119,14 @@ class FairQueue {
     const { work } = chunk;
     lane
       .run(work.rows.slice(chunk.start, chunk.end), work.swapTta)
-      .then((results) => this.fill(chunk, (i) => results[i - chunk.start]!))
+      .then(({ results, ms }) => {
+        this.fill(chunk, (i) => results[i - chunk.start]!);
+        try {
+          this.onTokenized(ms);
+        } catch {
+          // telemetry never fails a chunk
+        }
+      })
       .catch((e: unknown) => this.lost(chunk, e instanceof Error ? e : new Error(String(e))))
       .finally(() => this.dispatch());
   }
@@ -149,10 +160,14 @@ class FairQueue {
   }
 }
 
-export async function startEncoderPool(source: BundleSource & { readonly preprocessor: Preprocessor }, threads: number): Promise<RowEncoder> {
+export async function startEncoderPool(
+  source: BundleSource & { readonly preprocessor: Preprocessor },
+  threads: number,
+  onTokenized: (rowMs: readonly number[]) => void = () => undefined,
+): Promise<RowEncoder> {
   const listeners: Array<() => void> = [];
   const lanes: Lane[] = [];
-  const queue = new FairQueue(() => lanes);
+  const queue = new FairQueue(() => lanes, onTokenized);
   const changed = (): void => {
     for (const l of listeners) l();
     queue.dispatch();

@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createPreprocessor } from '../core/preprocess.ts';
 import type { BundleSource } from '../core/runtime.ts';
 import { createTokenizer } from '../core/tokenizer.ts';
-import { encodeRow, type Encoded } from './encoder.ts';
+import { encodeTimed, type Encoded } from './encoder.ts';
 import type { EncoderReply, EncoderRequest } from './tokenizer-lanes.ts';
 
 const port = parentPort;
@@ -21,7 +21,7 @@ function buffers(e: Encoded): ArrayBuffer[] {
 }
 
 port.on('message', (req: EncoderRequest) => {
-  const results = req.rows.map((r) => encodeRow(pre, r, req.swapTta));
-  port.postMessage({ seq: req.seq, results } satisfies EncoderReply, results.flatMap(buffers));
+  const { results, ms } = encodeTimed(pre, req.rows, req.swapTta);
+  port.postMessage({ seq: req.seq, results, ms } satisfies EncoderReply, results.flatMap(buffers));
 });
-port.postMessage({ seq: -1, results: [] } satisfies EncoderReply);
+port.postMessage({ seq: -1, results: [], ms: [] } satisfies EncoderReply);

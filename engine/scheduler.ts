@@ -16,6 +16,7 @@
 // engine take the device down (down()) and bring it back with a new executor (up()).
 import type { BatchingOptions } from '../core/batch.ts';
 import type { EncodedRow } from '../core/types.ts';
+import type { BatchRun, CallObserver } from './stages.ts';
 
 export type { BatchingOptions };
 
@@ -51,11 +52,15 @@ export interface SubmitOptions {
   readonly flow?: object;
   /** Aborting removes the row if it has not started; `signal.reason` should be a DropReason. */
   readonly signal?: AbortSignal;
+  /** Told about each batch that carries the row (the call's spans). */
+  readonly observer?: CallObserver;
 }
 
 export interface SchedulerHooks {
   /** A batch failed on this device (after which it was retried elsewhere or failed). */
   batchFailed?(device: string, error: Error): void;
+  /** A batch ran or failed (metrics); `waits` as in EngineObserver.batch. */
+  batchRan?(b: BatchRun & { readonly waits: readonly number[] }): void;
 }
 
 interface Job<R> {
@@ -63,6 +68,7 @@ interface Job<R> {
   readonly len: number;
   readonly enqueuedAt: number;
   readonly flow: object;
+  readonly observer: CallObserver | undefined;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
   /** Detaches the abort listener once the job has left the queues. */
@@ -70,6 +76,7 @@ interface Job<R> {
 }
 
 interface Batch<R> {
+  readonly id: number;
   jobs: Job<R>[];
   /** Times this batch already failed on a device. */
   attempts: number;
@@ -104,6 +111,7 @@ export class BatchScheduler<R> {
   private timer: NodeJS.Timeout | null = null;
   private pumpQueued = false;
   private closed = false;
+  private batchIds = 0;
 
   constructor(
     executors: readonly BatchExecutor<R>[],
@@ -146,7 +154,7 @@ export class BatchScheduler<R> {
     if (this.closed) return Promise.reject(new Error('scheduler is closed'));
     if (o.signal?.aborted) return Promise.reject(new DroppedError(dropReason(o.signal)));
     return new Promise<R>((resolve, reject) => {
-      const job: Job<R> = { row, len: row.ids.length, enqueuedAt: performance.now(), flow: o.flow ?? DEFAULT_FLOW, resolve, reject };
+      const job: Job<R> = { row, len: row.ids.length, enqueuedAt: performance.now(), flow: o.flow ?? DEFAULT_FLOW, observer: o.observer, resolve, reject };
       if (o.signal) this.watch(o.signal, job);
       this.queue.splice(this.insertionIndex(job.len), 0, job);
       this.queueTokens += job.len;
@@ -287,7 +295,7 @@ export class BatchScheduler<R> {
       const free = this.slots.filter((s) => s.up && s.pending.length === 0);
       if (free.length === 0) return; // a finishing batch pumps again
       if (this.queue.length >= this.batchRows(0)) {
-        this.deal(this.leastLoaded(free), { jobs: this.cutBatch(), attempts: 0 });
+        this.deal(this.leastLoaded(free), { id: this.batchIds++, jobs: this.cutBatch(), attempts: 0 });
         continue;
       }
       const idle = free.filter((s) => !s.running);
@@ -297,7 +305,7 @@ export class BatchScheduler<R> {
         this.timer = setTimeout(() => this.pump(), wait);
         return;
       }
-      this.deal(this.leastLoaded(idle), { jobs: this.cutBatch(), attempts: 0 });
+      this.deal(this.leastLoaded(idle), { id: this.batchIds++, jobs: this.cutBatch(), attempts: 0 });
     }
   }
 
@@ -363,27 +371,63 @@ export class BatchScheduler<R> {
     if (!batch) return;
     const jobs = batch.jobs;
     const padded = paddedOf(jobs);
+    const tokens = jobs.reduce((s, j) => s + j.len, 0);
+    const device = slot.executor.name;
+    const attempt = batch.attempts;
     slot.running = true;
     const started = performance.now();
     slot.executor
       .execute(jobs.map((j) => j.row))
       .then((results) => {
-        if (results.length !== jobs.length) throw new Error(`device ${slot.executor.name} returned ${results.length} results for ${jobs.length} rows`);
+        if (results.length !== jobs.length) throw new Error(`device ${device} returned ${results.length} results for ${jobs.length} rows`);
+        // Reported before the rows resolve, so a call's last batch is in its spans when the call answers.
+        this.report({ id: batch.id, device, attempt, rows: jobs.length, tokens, paddedTokens: padded, start: started, end: performance.now(), error: null }, jobs);
         jobs.forEach((j, i) => this.finish(j, () => j.resolve(results[i]!)));
       })
-      .catch((e: unknown) => this.failed(slot, batch, e instanceof Error ? e : new Error(String(e))))
+      .catch((e: unknown) => {
+        const error = e instanceof Error ? e : new Error(String(e));
+        this.report({ id: batch.id, device, attempt, rows: jobs.length, tokens, paddedTokens: padded, start: started, end: performance.now(), error }, jobs);
+        this.failed(slot, batch, error);
+      })
       .finally(() => {
         slot.running = false;
         slot.outstanding -= padded;
         slot.load.batches += 1;
         slot.load.rows += jobs.length;
-        slot.load.tokens += jobs.reduce((s, j) => s + j.len, 0);
+        slot.load.tokens += tokens;
         slot.load.paddedTokens += padded;
         slot.load.busyMs += performance.now() - started;
         if (this.closed) return;
         this.runNext(slot);
         this.pump();
       });
+  }
+
+  /**
+   * Tells the hooks and each call's observer (once per call, with its share) about a batch that ran
+   * or failed. Telemetry never fails a batch: what an observer throws is dropped.
+   */
+  private report(run: BatchRun, jobs: readonly Job<R>[]): void {
+    try {
+      this.reportTo(run, jobs);
+    } catch {
+      // an observer's bug is not the batch's failure
+    }
+  }
+
+  private reportTo(run: BatchRun, jobs: readonly Job<R>[]): void {
+    if (this.hooks.batchRan) this.hooks.batchRan({ ...run, waits: run.attempt === 0 ? jobs.map((j) => run.start - j.enqueuedAt) : [] });
+    let calls: Map<CallObserver, { rows: number; queuedAt: number }> | null = null;
+    for (const j of jobs) {
+      if (!j.observer) continue;
+      calls ??= new Map();
+      const c = calls.get(j.observer);
+      if (c) {
+        c.rows++;
+        c.queuedAt = Math.min(c.queuedAt, j.enqueuedAt);
+      } else calls.set(j.observer, { rows: 1, queuedAt: j.enqueuedAt });
+    }
+    if (calls) for (const [observer, c] of calls) observer.batch({ ...run, callRows: c.rows, queuedAt: c.queuedAt });
   }
 
   /** Retries the batch once on another device that is up; otherwise its rows fail with the error. */

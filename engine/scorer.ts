@@ -15,8 +15,9 @@ import { DevicePool, executorFor, warmUpRows, type DeviceState } from './device-
 import type { Encoded } from './encoder.ts';
 import { startEncoderPool, type RowEncoder, type TokenizerState } from './encoder-pool.ts';
 import { BatchScheduler, DroppedError, type DeviceLoad, type DropReason } from './scheduler.ts';
+import type { CallObserver, EngineObserver } from './stages.ts';
 
-export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type DeviceState, type DropReason, type EngineLimits };
+export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type CallObserver, type DeviceState, type DropReason, type EngineLimits, type EngineObserver };
 
 export interface ScorerOptions {
   readonly runtime: Runtime;
@@ -47,6 +48,8 @@ export interface ScoreOptions {
   readonly signal?: AbortSignal;
   /** The stream these rows belong to: its in-flight ids must be unique, and fairness is per flow. */
   readonly flow?: Flow;
+  /** Told when the call's rows are tokenized and about each batch that carries them (a call's spans). */
+  readonly observer?: CallObserver;
 }
 
 export interface Backlog {
@@ -95,6 +98,8 @@ export interface Scorer {
   health(): Health;
   /** Called whenever a device or tokenizer worker goes down or comes back. */
   onHealthChange(listener: (h: Health) => void): void;
+  /** Told about every tokenized chunk and every batch, from now on (metrics). */
+  observe(observer: EngineObserver): void;
   /** Fault injection for tests: ends a worker thread abruptly, as a crash would. */
   readonly faults: { killDevice(name: string): Promise<void>; killTokenizer(index: number): Promise<void> };
   close(): Promise<void>;
@@ -155,6 +160,15 @@ interface Parts {
   readonly tally: Tally;
 }
 
+/** Runs a telemetry callback: what it throws never fails a call. */
+function quietly(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // dropped
+  }
+}
+
 /** The prediction of a row dropped before it ran (its call was cancelled or ran out of time). */
 function dropped(tally: Tally, id: string, reason: DropReason): Prediction {
   tally.dropped[reason]++;
@@ -196,7 +210,7 @@ function scoreWith(p: Parts) {
       if (enc.input) return errorPrediction(id, { code: Status.INVALID_ARGUMENT, field: enc.field, message: enc.message });
       return errorPrediction(id, { code: Status.INTERNAL, field: enc.field, message: `row "${id}": ${enc.message}` });
     }
-    const submit = { flow: o.flow ?? o, signal: o.signal };
+    const submit = { flow: o.flow ?? o, signal: o.signal, observer: o.observer };
     try {
       const [a, b] = await Promise.all([p.scheduler.submit(enc.direct, submit), enc.swapped ? p.scheduler.submit(enc.swapped, submit) : null]);
       return scoredPrediction(id, b ? joinSwapped(a, b) : a, enc.direct.ids.length, enc.direct.truncated || (enc.swapped?.truncated ?? false));
@@ -220,11 +234,13 @@ function scoreWith(p: Parts) {
     for (const r of todo) o.flow?.inflightIds.add(r.id);
     estimated += estimate;
     let encoded: Encoded[];
+    const tokenizing = performance.now();
     try {
       encoded = await p.encoder.encode(todo, o.swapTta ?? false, o.signal);
     } finally {
       estimated -= estimate;
     }
+    if (todo.length > 0) quietly(() => o.observer?.tokenized({ start: tokenizing, end: performance.now(), rows: todo.length }));
     let k = 0;
     const out = await Promise.all(
       rows.map((r, i) => {
@@ -257,12 +273,20 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   checkLimits(limits);
   const runners = await startRunners(opts, batching, log);
   const pool = new DevicePool(runners, runtime, bundle, batching, log);
-  const scheduler = new BatchScheduler(runners.map(executorFor), batching, { batchFailed: (name, err) => pool.failed(name, err) });
+  const observers: EngineObserver[] = [];
+  const scheduler = new BatchScheduler(runners.map(executorFor), batching, {
+    batchFailed: (name, err) => pool.failed(name, err),
+    batchRan: (b) => {
+      for (const o of observers) quietly(() => o.batch?.(b));
+    },
+  });
   pool.attach(scheduler);
   const preThreads = opts.preprocessThreads ?? runtime.defaultPreprocessThreads(runners.map((r) => r.device));
   let encoder: RowEncoder;
   try {
-    encoder = await startEncoderPool(bundle, preThreads);
+    encoder = await startEncoderPool(bundle, preThreads, (ms) => {
+      for (const o of observers) quietly(() => o.tokenized?.(ms));
+    });
   } catch (e) {
     scheduler.close();
     await pool.close();
@@ -294,6 +318,7 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     counters: () => ({ dropped: { ...tally.dropped }, rejected: { ...tally.rejected } }),
     health: () => healthOf(pool, encoder),
     onHealthChange: (l) => void listeners.push(l),
+    observe: (o) => void observers.push(o),
     faults: {
       killDevice: async (name) => {
         const r = pool.runner(name);

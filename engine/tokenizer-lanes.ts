@@ -7,7 +7,7 @@ import type { Preprocessor } from '../core/preprocess.ts';
 import type { BundleSource } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
 import { startTsWorker } from '../platform/worker-thread.ts';
-import { encodeRow, type Encoded } from './encoder.ts';
+import { encodeTimed, type Encoded, type Tokenized } from './encoder.ts';
 
 export interface EncoderRequest {
   readonly seq: number;
@@ -19,7 +19,10 @@ export interface EncoderReply {
   /** -1: the worker has loaded the bundle. */
   readonly seq: number;
   readonly results: Encoded[];
+  /** Milliseconds each row took to tokenize (both orders with swap TTA). */
+  readonly ms: number[];
 }
+
 
 export class LaneDied extends Error {
   override name = 'LaneDied';
@@ -33,7 +36,7 @@ export interface Lane {
   /** Chunks sent and not answered. */
   readonly inflight: number;
   readonly restarts: number;
-  run(rows: readonly Comparison[], swapTta: boolean): Promise<Encoded[]>;
+  run(rows: readonly Comparison[], swapTta: boolean): Promise<Tokenized>;
   /** Ends the thread now (tests use it to kill a worker). */
   kill(): Promise<void>;
   close(): Promise<void>;
@@ -54,7 +57,7 @@ export function inlineLane(pre: Preprocessor): Lane {
       return new Promise((resolve) =>
         setImmediate(() => {
           inflight--;
-          resolve(rows.map((r) => encodeRow(pre, r, swapTta)));
+          resolve(encodeTimed(pre, rows, swapTta));
         }),
       );
     },
@@ -67,7 +70,7 @@ const MODULE = new URL('./encoder-worker.ts', import.meta.url);
 const MAX_BACKOFF_MS = 5000;
 
 interface Waiting {
-  readonly resolve: (r: Encoded[]) => void;
+  readonly resolve: (r: Tokenized) => void;
   readonly reject: (e: Error) => void;
 }
 
@@ -94,7 +97,7 @@ export async function workerLane(name: string, source: BundleSource, onChange: (
         }
         const wait = waiting.get(m.seq);
         waiting.delete(m.seq);
-        wait?.resolve(m.results);
+        wait?.resolve(m);
       });
       w.once('error', (e) => reject(new Error(`${name} failed: ${e.message}`)));
       w.once('exit', (code) => {
