@@ -2,8 +2,10 @@
 import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_BATCHING } from '../core/batch.ts';
-import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
+import type { Logger, LogLevel } from '../core/log.ts';
 import { DEFAULT_LIMITS } from '../engine/admission.ts';
+import { createProcessLogger, LOG_FORMATS, type LogFormat, type ProcessLogLevel } from '../platform/log.ts';
+import { reportTracingProblems, stopTracing, tracingStarted } from '../platform/telemetry.ts';
 import type { TlsOptions } from '../server/security.ts';
 import { DEFAULT_CONNECTION_AGE_GRACE_MS, DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
 import { intArg } from './args.ts';
@@ -38,7 +40,10 @@ interface ServeFlags {
   drainTimeoutMs: number;
   maxConnectionAgeMs: number;
   maxConnectionAgeGraceMs: number;
-  logLevel: LogLevel;
+  logLevel: Exclude<LogLevel, 'silent'>;
+  logFormat: LogFormat;
+  /** Read by bin/pairpref.mjs, which starts tracing before grpc-js loads; declared here for --help and checking. */
+  otlpEndpoint?: string;
 }
 
 function readOrExit(path: string, what: string): Buffer {
@@ -99,7 +104,9 @@ function addFlags(cmd: Command): Command {
     .option('--max-connection-age-ms <ms>', 'close each client connection (GOAWAY) after this long so clients re-resolve and spread over replicas added since; 0 = never', int('--max-connection-age-ms', 0), 0)
     .option('--max-connection-age-grace-ms <ms>', 'calls on a connection past its age get this long to finish before it is closed', int('--max-connection-age-grace-ms', 0), DEFAULT_CONNECTION_AGE_GRACE_MS)
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', int('--metrics-port', 0))
-    .addOption(new Option('--log-level <level>', 'log verbosity').choices(['debug', 'info', 'warn', 'error']).default('info'));
+    .option('--otlp-endpoint <url>', 'export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318; /v1/traces is appended); OTEL_EXPORTER_OTLP_ENDPOINT does the same (off by default)')
+    .addOption(new Option('--log-level <level>', 'log verbosity (debug adds a line per call, with its request id)').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addOption(new Option('--log-format <format>', 'stderr log lines: pretty (ISO-TIME LEVEL message key=value) or json (one object per line)').choices([...LOG_FORMATS]).default('pretty'));
 }
 
 /**
@@ -114,7 +121,10 @@ function handleSignals(log: Logger): { serving(running: RunningServer): void } {
   let first: NodeJS.Signals | null = null;
   const drain = (r: RunningServer, sig: NodeJS.Signals): void => {
     log.info(`${sig}: draining in-flight calls, then exiting (send again to exit now)`);
-    r.close().then(({ cancelled }) => process.exit(cancelled ? EXIT_DRAIN_CANCELLED : 0));
+    r.close().then(async ({ cancelled }) => {
+      await stopTracing(); // the spans still buffered go out before the process does
+      process.exit(cancelled ? EXIT_DRAIN_CANCELLED : 0);
+    });
   };
   const stop = (sig: NodeJS.Signals): void => {
     const code = sig === 'SIGINT' ? 130 : 143;
@@ -140,7 +150,9 @@ function handleSignals(log: Logger): { serving(running: RunningServer): void } {
 
 export function registerServe(program: Command): void {
   addFlags(program.command('serve').description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection).')).action(async (o: ServeFlags) => {
-    const log = createLogger(o.logLevel, (line) => process.stderr.write(line));
+    // pino-backed (platform/log.ts), checked here to be core's Logger: the server and engine log through it.
+    const log: Logger = createProcessLogger({ level: o.logLevel satisfies ProcessLogLevel, format: o.logFormat });
+    await reportTracingProblems((msg) => log.warn(msg));
     const tls = tlsFromFlags(o);
     const authToken = tokenFromFile(o.authTokenFile);
     const signals = handleSignals(log);
@@ -173,6 +185,9 @@ export function registerServe(program: Command): void {
     log.info(`serving ${c.name} ${c.version} on ${running.address} (devices: ${running.scorer.devices.map((d) => d.device.name).join(',')}; ${security}; health: SERVING)`);
     if (running.healthPort !== null) log.info(`health checks (plaintext) on ${running.host}:${running.healthPort}`);
     if (running.metricsPort !== null) log.info(`metrics on http://${running.host}:${running.metricsPort}/metrics`);
+    const tracing = tracingStarted();
+    if (tracing) log.info(`tracing: OTLP/HTTP to ${tracing.described}`);
+    else if (o.otlpEndpoint) log.warn('--otlp-endpoint is ignored: tracing starts in bin/pairpref.mjs, before @grpc/grpc-js loads; run pairpref through it');
     signals.serving(running);
   });
 }

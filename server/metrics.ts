@@ -1,13 +1,22 @@
-// Prometheus metrics (prom-client), served over HTTP on --metrics-port when set.
+// Prometheus metrics (prom-client), served over HTTP on --metrics-port when set. Names keep the
+// pairpref_ prefix; the stage histograms follow Text Embeddings Inference's te_* (request, queue,
+// tokenization and inference durations, batch size and tokens) and Triton's nv_inference_* (calls by
+// outcome). The registry exists from the start (calls refused while the model loads are counted);
+// the engine's gauges, counters and stage histograms join it once the scorer is attached.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Prediction } from '../core/result.ts';
 import { Status } from '../core/status.ts';
 import type { DeviceLoad } from '../engine/scheduler.ts';
 import type { Scorer } from '../engine/scorer.ts';
+import type { CallOutcome } from './calls.ts';
 
 export interface Metrics {
   readonly registry: Registry;
+  /** The engine is loaded: its gauges, tallies and stage timings are reported from now on. */
+  attach(scorer: Scorer): void;
+  /** A PairwisePreference call ended (calls.ts's interceptor). */
+  call(o: CallOutcome): void;
   observeRow(r: Prediction, latencyMs: number): void;
   /** A call or row refused by the transport (engine refusals are read from the scorer). */
   rejected(reason: string, n?: number): void;
@@ -53,9 +62,53 @@ function stateGauges(scorer: Scorer, registry: Registry): void {
   gauge('pairpref_tokenizer_restarts', 'Times tokenizer worker threads were restarted', [], (g) => g.set(scorer.health().tokenizers.restarts));
 }
 
-export function createMetrics(scorer: Scorer): Metrics {
+/** Seconds, 50 us to 30 s. */
+const SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const POWERS_OF_TWO = (from: number, to: number): number[] => {
+  const out: number[] = [];
+  for (let v = from; v <= to; v *= 2) out.push(v);
+  return out;
+};
+
+/**
+ * Calls by method and status (te_request_count / te_request_success / te_request_failure,
+ * nv_inference_request_success / _failure) and their duration (te_request_duration).
+ */
+function callMetrics(registry: Registry): (o: CallOutcome) => void {
+  const calls = new Counter({ name: 'pairpref_requests_total', help: 'PairwisePreference calls ended, by method (Score, ScoreStream, GetModelInfo) and gRPC status code (OK, INVALID_ARGUMENT, ...)', labelNames: ['method', 'code'], registers: [registry] });
+  const duration = new Histogram({ name: 'pairpref_request_duration_seconds', help: 'Time from a call arriving to its status (a ScoreStream: the whole stream)', labelNames: ['method'], buckets: SECONDS.slice(4), registers: [registry] });
+  return (o) => {
+    calls.inc({ method: o.method, code: o.code });
+    duration.observe({ method: o.method }, o.seconds);
+  };
+}
+
+/** The engine's stage timings (te_tokenization_duration, te_queue_duration, te_inference_duration, te_batch_next_size, te_batch_next_tokens). */
+function stageHistograms(scorer: Scorer, registry: Registry): void {
+  const tokenization = new Histogram({ name: 'pairpref_tokenization_duration_seconds', help: 'Time a tokenizer took for one row (both orders with swap TTA), waiting for a tokenizer not included', buckets: SECONDS.slice(0, 13), registers: [registry] });
+  const queue = new Histogram({ name: 'pairpref_queue_duration_seconds', help: 'Time a tokenized row (each order with swap TTA) waited from entering the batch queue to its batch starting on a device', buckets: SECONDS.slice(2), registers: [registry] });
+  const inference = new Histogram({ name: 'pairpref_inference_duration_seconds', help: 'Time a device took for one batch that answered (pad, session.run, head)', labelNames: ['device'], buckets: SECONDS.slice(4), registers: [registry] });
+  const batchRows = new Histogram({ name: 'pairpref_batch_rows', help: 'Rows in each batch that answered (a row with swap TTA counts twice)', labelNames: ['device'], buckets: POWERS_OF_TWO(1, 1024), registers: [registry] });
+  const batchTokens = new Histogram({ name: 'pairpref_batch_tokens', help: 'Real (unpadded) tokens in each batch that answered', labelNames: ['device'], buckets: POWERS_OF_TWO(16, 131072), registers: [registry] });
+  scorer.observe({
+    tokenized(rowMs) {
+      for (const ms of rowMs) tokenization.observe(ms / 1000);
+    },
+    batch(b) {
+      for (const ms of b.waits) queue.observe(ms / 1000);
+      if (b.error) return;
+      inference.observe({ device: b.device }, (b.end - b.start) / 1000);
+      batchRows.observe({ device: b.device }, b.rows);
+      batchTokens.observe({ device: b.device }, b.tokens);
+    },
+  });
+}
+
+export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pairpref_process_' });
+  let scorer: Scorer | null = null;
+  const call = callMetrics(registry);
   const rows = new Counter({ name: 'pairpref_rows_total', help: 'Rows answered, by outcome (ok or an error code)', labelNames: ['outcome'], registers: [registry] });
   const tokens = new Counter({ name: 'pairpref_row_tokens_total', help: 'Tokens of rows scored (direct order)', registers: [registry] });
   const latency = new Histogram({
@@ -64,22 +117,46 @@ export function createMetrics(scorer: Scorer): Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
-  new Gauge({ name: 'pairpref_queue_rows', help: 'Rows waiting for a batch', registers: [registry], collect() { this.set(scorer.queuedRows()); } });
-  stateGauges(scorer, registry);
   new Counter({
     name: 'pairpref_rows_dropped_total',
     help: 'Rows removed before they ran because their call was cancelled or its deadline passed',
     labelNames: ['reason'],
     registers: [registry],
-    collect: followTotals('reason', () => scorer.counters().dropped),
+    collect: followTotals('reason', () => scorer?.counters().dropped ?? {}),
   });
   const rejected = new Counter({
     name: 'pairpref_rejected_total',
     help: 'Rows (or calls, for too_many_streams and malformed_message) refused before any work, by reason',
     labelNames: ['reason'],
     registers: [registry],
-    collect: followTotals('reason', () => scorer.counters().rejected),
+    collect: followTotals('reason', () => scorer?.counters().rejected ?? {}),
   });
+  return {
+    registry,
+    attach(s) {
+      if (scorer) throw new Error('metrics: a scorer is already attached');
+      scorer = s;
+      engineMetrics(s, registry);
+    },
+    call,
+    rejected(reason, n = 1) {
+      rejected.inc({ reason }, n);
+    },
+    observeRow(r, latencyMs) {
+      // Dropped rows (cancelled, past their deadline) are counted in pairpref_rows_dropped_total.
+      if (r.error?.code === Status.CANCELLED || r.error?.code === Status.DEADLINE_EXCEEDED) return;
+      rows.inc({ outcome: r.error ? `error_${r.error.code}` : 'ok' });
+      if (!r.error) tokens.inc(r.num_tokens);
+      latency.observe(latencyMs / 1000);
+    },
+  };
+}
+
+/** What the scorer reports: backlog and state gauges, per-device work, stage histograms. */
+function engineMetrics(scorer: Scorer, registry: Registry): void {
+  new Gauge({ name: 'pairpref_queue_rows', help: 'Rows waiting for a batch', registers: [registry], collect() { this.set(scorer.queuedRows()); } });
+  stateGauges(scorer, registry);
+  stageHistograms(scorer, registry);
   new Gauge({
     name: 'pairpref_device_padded_tokens',
     help: 'Padded tokens each device has run',
@@ -106,19 +183,6 @@ export function createMetrics(scorer: Scorer): Metrics {
   perDevice('pairpref_device_batches', 'Batches each device has run', (l) => l.batches);
   perDevice('pairpref_device_rows', 'Rows each device has run', (l) => l.rows);
   perDevice('pairpref_device_tokens', 'Real (unpadded) tokens each device has run', (l) => l.tokens);
-  return {
-    registry,
-    rejected(reason, n = 1) {
-      rejected.inc({ reason }, n);
-    },
-    observeRow(r, latencyMs) {
-      // Dropped rows (cancelled, past their deadline) are counted in pairpref_rows_dropped_total.
-      if (r.error?.code === Status.CANCELLED || r.error?.code === Status.DEADLINE_EXCEEDED) return;
-      rows.inc({ outcome: r.error ? `error_${r.error.code}` : 'ok' });
-      if (!r.error) tokens.inc(r.num_tokens);
-      latency.observe(latencyMs / 1000);
-    },
-  };
 }
 
 export function serveMetrics(metrics: Metrics, host: string, port: number): Promise<Server> {

@@ -8,6 +8,7 @@ import type { Server as HttpServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { silentLogger, type Logger } from '../core/log.ts';
 import type { Scorer } from '../engine/scorer.ts';
+import { callOutcomeInterceptor, requestIdInterceptor } from './calls.ts';
 import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer, type ServiceOptions } from './grpc-service.ts';
 import { createMetrics, serveMetrics, type Metrics } from './metrics.ts';
 import { bearerTokenInterceptor, isLoopback, serverCredentials, type TlsOptions } from './security.ts';
@@ -101,14 +102,9 @@ function bind(server: Server, address: string, creds: ReturnType<typeof serverCr
 }
 
 /** The main server with health, reflection and a PairwisePreference that answers UNAVAILABLE until loaded. */
-function buildServer(
-  opts: ServeOptions,
-  health: HealthImplementation,
-  metricsRef: { current: Metrics | null },
-  watches: WatchTracker,
-): { server: Server; setImpl: (i: RawPreferenceServer) => void } {
+function buildServer(opts: ServeOptions, health: HealthImplementation, metrics: Metrics, watches: WatchTracker): { server: Server; setImpl: (i: RawPreferenceServer) => void } {
   const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes;
-  const auth = opts.authToken ? [bearerTokenInterceptor(opts.authToken, () => metricsRef.current?.rejected('unauthenticated'))] : [];
+  const auth = opts.authToken ? [bearerTokenInterceptor(opts.authToken, () => metrics.rejected('unauthenticated'))] : [];
   const server = new Server({
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
@@ -118,7 +114,8 @@ function buildServer(
           'grpc.max_connection_age_grace_ms': opts.maxConnectionAgeGraceMs ?? DEFAULT_CONNECTION_AGE_GRACE_MS,
         }
       : {}),
-    interceptors: [watches.interceptor, ...auth],
+    // Before the token check, so refused calls get a request id and are counted too.
+    interceptors: [watches.interceptor, requestIdInterceptor(), callOutcomeInterceptor(SERVICE_NAME, (o) => metrics.call(o)), ...auth],
   });
   health.addToServer(server);
   const reflectionDefs = loadSync([`${PROTO_DIR}/pairpref/v1/preference.proto`, healthProtoPath], { includeDirs: [PROTO_DIR], keepCase: true });
@@ -185,6 +182,7 @@ function serviceOptions(opts: ServeOptions, metrics: Metrics, drain: ReturnType<
     maxStreams: opts.maxStreams ?? DEFAULT_SERVER_LIMITS.maxStreams,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes,
     metrics,
+    logger: opts.logger,
     draining: () => drain.draining,
     onDrain: drain.register,
   };
@@ -245,9 +243,9 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     log.warn(`listening on ${host} without TLS or a token: anyone who can reach this port can score and read the model info (see --tls-cert, --auth-token-file)`);
   }
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
-  const metricsRef: { current: Metrics | null } = { current: null };
+  const metrics = createMetrics();
   const watches = watchTracker();
-  const { server, setImpl } = buildServer(opts, health, metricsRef, watches);
+  const { server, setImpl } = buildServer(opts, health, metrics, watches);
   // Listen first so health checks answer NOT_SERVING while the model loads and warms up.
   const port = await bind(server, bindAddress(host, opts.port ?? 50051), serverCredentials(opts.tls));
   const healthPort = await startHealthPort(opts, host, health);
@@ -259,8 +257,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     healthPort?.server.forceShutdown();
     throw e;
   }
-  const metrics = createMetrics(scorer);
-  metricsRef.current = metrics;
+  metrics.attach(scorer);
   const drain = drainControl();
   setImpl(createPreferenceService(scorer, serviceOptions(opts, metrics, drain)));
   const metricsServer: HttpServer | null = opts.metricsPort !== undefined ? await serveMetrics(metrics, host, opts.metricsPort) : null;
