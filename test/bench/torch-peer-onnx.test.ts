@@ -4,6 +4,7 @@
 // exercise every part of the graph: long rows that two members see cut to 256 tokens in the graph
 // (BudgetView), short multi-turn rows, one padded batch. Needs /usr/bin/python3 with torch and onnx.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,10 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { createCpuSession, probsOfRows } from '../../bench/inprocess.ts';
 import { judgeTorchPeer } from '../../bench/run.ts';
 import { findTorchWeights, maxAbsProbDiff, PARITY_TOLERANCE, runTorchPeer, type TorchPeerResult } from '../../bench/torch-peer.ts';
+import { PYTHON } from '../../platform/python.ts';
 import { loadBundle } from '../../runtime/node/index.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { readArena } from '../helpers/shared-data.ts';
 
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DEFAULT = fileURLToPath(new URL('../../models/default', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pairpref-torch-peer-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -87,4 +90,31 @@ test('a graph that training/export.py did not write is refused with the reason, 
     runTorchPeer({ weights: w.weights!, rows, padId: bundle.config.special_tokens.pad_id, threads: 1, rowsFile: join(dir, 'fixture-rows.json'), device: 'cpu' }),
     /PyTorch peer failed .*not a training\/export\.py graph/,
   );
+});
+
+test('on a non-CPU device every tensor of the forward follows the model (meta device standing in for CUDA)', { timeout: 60_000 }, () => {
+  // model.py's BudgetView makes torch.arange on the CPU; bench/torch_peer.py's arange_on moves it. Without
+  // it a CUDA forward fails with "Expected all tensors to be on the same device"; meta shows the same.
+  const script = `
+import sys, torch
+sys.path[:0] = ['bench', 'training']
+from torch_peer import arange_on
+from onnx_to_torch import ensemble_from_onnx
+dev = torch.device('meta')
+e = ensemble_from_onnx('models/default').to(dev)
+ids = torch.full((2, 300), 5, dtype=torch.int64, device=dev)
+mask = torch.ones((2, 300), dtype=torch.int64, device=dev)
+with torch.no_grad():
+    try:
+        e(ids, mask, torch.zeros((2, 31), device=dev)); print('unpatched ok')
+    except RuntimeError as x:
+        print('unpatched fails:', 'same device' in str(x))
+    with arange_on(dev):
+        out = e(ids, mask, torch.zeros((2, 31), device=dev))
+print('patched', out.device, tuple(out.shape))
+`;
+  const r = spawnSync(PYTHON, ['-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 55_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /unpatched fails: True/);
+  assert.match(r.stdout, /patched meta \(2, 3\)/);
 });
