@@ -13,7 +13,6 @@ usage: /usr/bin/python3 bench/torch_peer.py (--onnx-bundle DIR | --ckpt FILE.pt 
                                             --threads N [--batch 8] [--device auto|cpu|cuda]
 """
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -34,28 +33,6 @@ def make_batch(rows, pad_id, device):
     if rows[0].get('features') is not None:
         feats = torch.tensor([r['features'] for r in rows], dtype=torch.float32).to(device)
     return ids.to(device), mask.to(device), feats
-
-
-@contextlib.contextmanager
-def arange_on(device):
-    """model.BudgetView makes its slot index with torch.arange on the default (CPU) device, which a
-    CUDA forward cannot mix with its CUDA ids. While the peer runs a forward, torch.arange defaults
-    to the model's device instead (the peer is single-threaded; nothing else runs meanwhile).
-    The lasting fix is `device=ids.device` in model.py's BudgetView (no change on the CPU or in export)."""
-    if device.type == 'cpu':
-        yield
-        return
-    real = torch.arange
-
-    def on_device(*a, **k):
-        k.setdefault('device', device)
-        return real(*a, **k)
-
-    torch.arange = on_device
-    try:
-        yield
-    finally:
-        torch.arange = real
 
 
 def pick_device(want):
@@ -94,7 +71,7 @@ def main():
 
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]['ids']))
     batches = [order[s:s + args.batch] for s in range(0, len(order), args.batch)]
-    with torch.no_grad(), arange_on(device):
+    with torch.no_grad():
         # Untimed warm-up on the longest and the shortest batch, as the ONNX side gets.
         for b in {0, len(batches) - 1}:
             model(*make_batch([rows[i] for i in batches[b]], pad_id, device))

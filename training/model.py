@@ -180,7 +180,7 @@ class BudgetView(nn.Module):
 
         keep = (m & special) | first(cp, cap_p) | first(ca, cap_a) | first(cb, cap_b)
         kept = torch.cumsum(keep.to(torch.int64), 1)  # [b, t]
-        slot = torch.arange(self.max_length, dtype=torch.int64)
+        slot = torch.arange(self.max_length, dtype=torch.int64, device=ids.device)
         # Slot j takes the (j+1)-th kept token, at the position where fewer than j+1 tokens were kept so far.
         src = (kept[:, None, :] <= slot[None, :, None]).to(torch.int64).sum(-1)  # [b, max_length]
         out_mask = slot[None, :] < kept[:, -1:]
