@@ -12,8 +12,10 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type handleBidiStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -2007,6 +2009,23 @@ export const PairwisePreferenceService = {
     responseSerialize: (value: ModelInfo): Buffer => Buffer.from(ModelInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): ModelInfo => ModelInfo.decode(value),
   },
+  /**
+   * ScoreStream's answers for clients that cannot stream requests (browsers: gRPC-Web and the
+   * Connect protocol over HTTP/1.1 have no bidirectional streams): one request carries the rows,
+   * predictions stream out as soon as each is ready (not in request order: join them by id).
+   * The rows are fed to the engine under the same stream window and stream count as ScoreStream,
+   * and a request holds at most the Score row limit. A bad row gets a per-row error; the stream
+   * goes on. Added in 0.2.0.
+   */
+  scoreBatchStream: {
+    path: "/pairpref.v1.PairwisePreference/ScoreBatchStream" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ScoreRequest): Buffer => Buffer.from(ScoreRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScoreRequest => ScoreRequest.decode(value),
+    responseSerialize: (value: Prediction): Buffer => Buffer.from(Prediction.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Prediction => Prediction.decode(value),
+  },
 } as const;
 
 export interface PairwisePreferenceServer extends UntypedServiceImplementation {
@@ -2022,6 +2041,15 @@ export interface PairwisePreferenceServer extends UntypedServiceImplementation {
   scoreStream: handleBidiStreamingCall<ScoreStreamRequest, Prediction>;
   /** What is being served: model, labels, preprocessing and devices. */
   getModelInfo: handleUnaryCall<GetModelInfoRequest, ModelInfo>;
+  /**
+   * ScoreStream's answers for clients that cannot stream requests (browsers: gRPC-Web and the
+   * Connect protocol over HTTP/1.1 have no bidirectional streams): one request carries the rows,
+   * predictions stream out as soon as each is ready (not in request order: join them by id).
+   * The rows are fed to the engine under the same stream window and stream count as ScoreStream,
+   * and a request holds at most the Score row limit. A bad row gets a per-row error; the stream
+   * goes on. Added in 0.2.0.
+   */
+  scoreBatchStream: handleServerStreamingCall<ScoreRequest, Prediction>;
 }
 
 export interface PairwisePreferenceClient extends Client {
@@ -2067,6 +2095,20 @@ export interface PairwisePreferenceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ModelInfo) => void,
   ): ClientUnaryCall;
+  /**
+   * ScoreStream's answers for clients that cannot stream requests (browsers: gRPC-Web and the
+   * Connect protocol over HTTP/1.1 have no bidirectional streams): one request carries the rows,
+   * predictions stream out as soon as each is ready (not in request order: join them by id).
+   * The rows are fed to the engine under the same stream window and stream count as ScoreStream,
+   * and a request holds at most the Score row limit. A bad row gets a per-row error; the stream
+   * goes on. Added in 0.2.0.
+   */
+  scoreBatchStream(request: ScoreRequest, options?: Partial<CallOptions>): ClientReadableStream<Prediction>;
+  scoreBatchStream(
+    request: ScoreRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<Prediction>;
 }
 
 export const PairwisePreferenceClient = makeGenericClientConstructor(
