@@ -12,15 +12,17 @@
 //   runtime/web/   core/; no node builtins
 //   engine/        core/, platform/
 //   protocol/      core/, proto/gen/
-//   server/        engine/, protocol/, core/, proto/gen/, platform/
+//   server/        engine/, protocol/, core/, proto/gen/, proto/gen-es/, platform/
 //   client/        protocol/, core/, proto/gen/
+//   browser/       runtime/web/, protocol/, core/, proto/gen-es/; no node builtins
 //   datasets/      core/
 //   cli/           anything but test/ and training/
-//   web/           runtime/web/, core/, client/ (web/src/ also: no node builtins;
+//   web/           browser/, runtime/web/, core/, client/ (web/src/ also: no node builtins;
 //                  web/*.ts such as vite.config.ts run in node and may use them)
 //   bench/         anything but test/ and training/
 //   training/      anything but test/ and bench/
 //   proto/gen/     nothing of ours
+//   proto/gen-es/  nothing of ours
 //   test/          anything; and nothing outside test/ may import from test/
 //
 // Packages: core/ and engine/ import no transport or telemetry package (@grpc/*, @opentelemetry/*,
@@ -51,6 +53,7 @@ const L = {
   protocol: 'protocol/',
   server: 'server/',
   client: 'client/',
+  browser: 'browser/',
   datasets: 'datasets/',
   cli: 'cli/',
   web: 'web/',
@@ -58,6 +61,7 @@ const L = {
   bench: 'bench/',
   training: 'training/',
   protoGen: 'proto/gen/',
+  protoGenEs: 'proto/gen-es/',
   test: 'test/',
 };
 
@@ -72,11 +76,13 @@ const ALLOW = [
   ['runtime-web-imports-core', L.runtimeWeb, [L.core]],
   ['engine-imports-core-platform', L.engine, [L.core, L.platform]],
   ['protocol-imports-core-proto-gen', L.protocol, [L.core, L.protoGen]],
-  ['server-imports-engine-protocol-core-proto-gen-platform', L.server, [L.engine, L.protocol, L.core, L.protoGen, L.platform]],
+  ['server-imports-engine-protocol-core-proto-gen-platform', L.server, [L.engine, L.protocol, L.core, L.protoGen, L.protoGenEs, L.platform]],
   ['client-imports-protocol-core-proto-gen', L.client, [L.protocol, L.core, L.protoGen]],
   ['datasets-imports-core', L.datasets, [L.core]],
-  ['web-imports-runtime-web-core-client', L.web, [L.runtimeWeb, L.core, L.client]],
+  ['browser-imports-runtime-web-protocol-core-proto-gen-es', L.browser, [L.runtimeWeb, L.protocol, L.core, L.protoGenEs]],
+  ['web-imports-browser-runtime-web-core-client', L.web, [L.browser, L.runtimeWeb, L.core, L.client]],
   ['proto-gen-imports-nothing-of-ours', L.protoGen, []],
+  ['proto-gen-es-imports-nothing-of-ours', L.protoGenEs, []],
 ];
 
 /** Layers with a deny-list: [rule name, from folder, folders it must not import]. */
@@ -97,6 +103,7 @@ const TELEMETRY_PACKAGES = '(^|/)node_modules/(@grpc/|@opentelemetry/|prom-clien
 const NO_BUILTINS = [
   ['core-no-node-builtins', L.core],
   ['runtime-web-no-node-builtins', L.runtimeWeb],
+  ['browser-no-node-builtins', L.browser],
   ['web-src-no-node-builtins', L.webSrc],
 ];
 
@@ -215,7 +222,7 @@ function makeConfig(base) {
  * test/ is not a start point: it may import anything, and an import of test/
  * from elsewhere is still seen from the importing side.
  */
-const SOURCES = '{bin,core,platform,runtime,engine,protocol,server,client,datasets,cli,web,bench,training,proto/gen}/**/*.{ts,mts,cts,js,mjs,cjs}';
+const SOURCES = '{bin,core,platform,runtime,engine,protocol,server,client,browser,datasets,cli,web,bench,training,proto/gen,proto/gen-es}/**/*.{ts,mts,cts,js,mjs,cjs}';
 
 module.exports = makeConfig('');
 // Not enumerable, so dependency-cruiser's config validation does not see them.
