@@ -1,6 +1,7 @@
 // The one place onnxruntime-node sessions are created: the device workers, the bench's limit and
 // naive peer, and training's evaluation all get their sessions here, with the server's options
 // (session-options.ts), and run batches through core's runBatch with these tensors.
+import './ort-env.ts';
 import * as ort from 'onnxruntime-node';
 import type { TensorMaker } from '../../core/feeds.ts';
 import { signatureOf, type GraphSignature } from '../../core/graph.ts';
