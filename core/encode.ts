@@ -1,8 +1,14 @@
 // ParsedComparison -> token ids: template, tokenize, truncate (see truncate.ts for the modes),
-// then BOS/EOS from preference.json: ids = [bos?] + content + [eos?].
+// then BOS/EOS from preference.json: ids = [bos?] + content + [eos?]. The steps are coroutines
+// (core/tokenizing.ts) so a synchronous or a batch tokenizer can answer them; the template pieces'
+// ids are the same for every row, so a preprocessor tokenizes them once (templatePieceSteps).
 import { renderTemplate, templatePieces } from './template.ts';
-import { encodePrefix, truncateBudget, truncateSpread, truncateTurnsFromLast, type PartsCut } from './truncate.ts';
+import { budgetSteps, prefixSteps, spreadSteps, turnsFromLastSteps, type PartsCut } from './truncate.ts';
+import { runSync, type Tokenizing } from './tokenizing.ts';
 import type { ParsedComparison, PreferenceConfig, TextTokenizer } from './types.ts';
+
+/** The ids of the template's pieces (prompt prefix, response a/b prefixes, suffix); [] for an empty piece. */
+export type PieceIds = readonly [number[], number[], number[], number[]];
 
 /** Tokens left for content once BOS/EOS are reserved. */
 function contentBudget(cfg: PreferenceConfig): number {
@@ -17,16 +23,34 @@ function tooSmall(cfg: PreferenceConfig, needed: number): Error {
   );
 }
 
+/** The template pieces' ids, each tokenized separately (as the part modes concatenate them). */
+export function* templatePieceSteps(cfg: PreferenceConfig): Tokenizing<PieceIds> {
+  const pieces = templatePieces(cfg.template);
+  const texts = pieces.filter((piece) => piece !== '');
+  const ids = texts.length === 0 ? [] : yield texts;
+  let k = 0;
+  return pieces.map((piece) => (piece === '' ? [] : ids[k++]!)) as unknown as PieceIds;
+}
+
+/** Token counts of special tokens + template pieces, from the pieces' ids. */
+export function fixedTokens(cfg: PreferenceConfig, pieces: PieceIds): number {
+  return cfg.truncation.max_length - contentBudget(cfg) + pieces.reduce((s, ids) => s + ids.length, 0);
+}
+
 /** Token counts of special tokens + template pieces (tokenized separately, as the part modes do). */
 export function fixedTokenCount(cfg: PreferenceConfig, tok: TextTokenizer): number {
-  const pieces = templatePieces(cfg.template).reduce((s, piece) => s + (piece === '' ? 0 : tok.encode(piece).length), 0);
-  return cfg.truncation.max_length - contentBudget(cfg) + pieces;
+  return fixedTokens(cfg, runSync(tok, templatePieceSteps(cfg)));
+}
+
+/** Bundle-load check on the pieces' ids: max_length must exceed the special tokens plus the template's tokens. */
+export function checkPieces(cfg: PreferenceConfig, pieces: PieceIds): void {
+  const fixed = fixedTokens(cfg, pieces);
+  if (cfg.truncation.max_length <= fixed) throw tooSmall(cfg, fixed);
 }
 
 /** Bundle-load check: max_length must exceed the special tokens plus the template's tokens. */
 export function checkMaxLength(cfg: PreferenceConfig, tok: TextTokenizer): void {
-  const fixed = fixedTokenCount(cfg, tok);
-  if (cfg.truncation.max_length <= fixed) throw tooSmall(cfg, fixed);
+  checkPieces(cfg, runSync(tok, templatePieceSteps(cfg)));
 }
 
 function withSpecials(cfg: PreferenceConfig, content: readonly number[]): Int32Array {
@@ -39,11 +63,12 @@ function withSpecials(cfg: PreferenceConfig, content: readonly number[]): Int32A
   return out;
 }
 
-export function encodeParsed(
+/** The row's ids and whether truncation cut anything, given the template pieces' ids. */
+export function* encodeParsedSteps(
   parsed: ParsedComparison,
   cfg: PreferenceConfig,
-  tok: TextTokenizer,
-): { ids: Int32Array; truncated: boolean } {
+  pieceIds: PieceIds,
+): Tokenizing<{ ids: Int32Array; truncated: boolean }> {
   const budget = contentBudget(cfg);
   if (budget < 0) throw tooSmall(cfg, cfg.truncation.max_length - budget);
   const joiner = cfg.parser.turn_joiner;
@@ -56,23 +81,32 @@ export function encodeParsed(
       parsed.response_a.join(joiner),
       parsed.response_b.join(joiner),
     );
-    const cut = encodePrefix(tok, text, budget);
+    const cut = yield* prefixSteps(text, budget);
     return { ids: withSpecials(cfg, cut.ids), truncated: cut.truncated };
   }
 
-  const pieces = templatePieces(cfg.template).map((piece) => (piece === '' ? [] : tok.encode(piece)));
-  const [pp, ap, bp, sfx] = pieces as [number[], number[], number[], number[]];
-  const avail = budget - pieces.reduce((s, ids) => s + ids.length, 0);
+  const [pp, ap, bp, sfx] = pieceIds;
+  const avail = budget - pieceIds.reduce((s, ids) => s + ids.length, 0);
   if (avail < 0) throw tooSmall(cfg, cfg.truncation.max_length - avail);
 
   const parts = [parsed.prompt, parsed.response_a, parsed.response_b] as const;
   let cut: PartsCut;
-  if (mode === 'spread') cut = truncateSpread(tok, parts, joiner, avail);
-  else if (mode === 'budget') cut = truncateBudget(tok, parts, joiner, avail);
+  if (mode === 'spread') cut = yield* spreadSteps(parts, joiner, avail);
+  else if (mode === 'budget') cut = yield* budgetSteps(parts, joiner, avail);
   else {
     const caps = cfg.truncation.fallback_caps;
-    cut = truncateTurnsFromLast(tok, parts, joiner, avail, [caps.prompt, caps.response_a, caps.response_b]);
+    cut = yield* turnsFromLastSteps(parts, joiner, avail, [caps.prompt, caps.response_a, caps.response_b]);
   }
   const [p, a, b] = cut.parts;
   return { ids: withSpecials(cfg, [...pp, ...p, ...ap, ...a, ...bp, ...b, ...sfx]), truncated: cut.truncated };
+}
+
+export function encodeParsed(
+  parsed: ParsedComparison,
+  cfg: PreferenceConfig,
+  tok: TextTokenizer,
+): { ids: Int32Array; truncated: boolean } {
+  // Tail mode tokenizes the whole rendered template: it needs no piece ids.
+  const pieces: PieceIds = cfg.truncation.mode === 'tail' ? [[], [], [], []] : runSync(tok, templatePieceSteps(cfg));
+  return runSync(tok, encodeParsedSteps(parsed, cfg, pieces));
 }

@@ -15,6 +15,12 @@
 //     last turn only, each part cut to fallback_caps (prompt 256, a 512, b 512 by default); if the
 //     sum is still over avail, each part gets floor(avail * len / total) tokens and the leftover
 //     (fewer tokens than parts) goes one token each to prompt, then response_a, then response_b.
+//
+// Each function is a coroutine (core/tokenizing.ts) that yields the texts it needs tokenized, so the
+// same logic runs on a synchronous tokenizer (runSync: the exported wrappers below) and on the native
+// one, which answers with Promises (runBatched, in batches). Independent requests are asked for in
+// one round (the three parts of spread and of each turns-from-last step).
+import { all, runSync, tokenize, type Tokenizing } from './tokenizing.ts';
 import type { TextTokenizer } from './types.ts';
 
 export interface Cut {
@@ -50,23 +56,27 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
  * was cut, i.e. they equal the full tokenization's. Otherwise double L and retry. Texts shorter
  * than 3L are tokenized whole, so short inputs are always exact.
  */
-export function encodePrefix(tok: TextTokenizer, text: string, n: number): Cut {
+export function* prefixSteps(text: string, n: number): Tokenizing<Cut> {
   const cap = Math.max(0, n);
   // ~4 units per token is typical prose; the doubling loop handles denser or sparser text.
   let len = 4 * cap + 256;
   for (;;) {
     // Prefix + check cost about 3 * len units of tokenizing: below that, tokenize the whole text.
     if (3 * len >= text.length) {
-      const ids = tok.encode(text);
+      const ids = yield* tokenize(text);
       return ids.length > cap ? { ids: ids.slice(0, cap), truncated: true } : { ids, truncated: false };
     }
-    const a = tok.encode(text.slice(0, cutIndex(text, len)));
+    const a = yield* tokenize(text.slice(0, cutIndex(text, len)));
     if (a.length > cap + 8) {
-      const b = tok.encode(text.slice(0, cutIndex(text, 2 * len)));
+      const b = yield* tokenize(text.slice(0, cutIndex(text, 2 * len)));
       if (commonPrefixLength(a, b) >= cap + 1) return { ids: b.slice(0, cap), truncated: true };
     }
     len *= 2;
   }
+}
+
+export function encodePrefix(tok: TextTokenizer, text: string, n: number): Cut {
+  return runSync(tok, prefixSteps(text, n));
 }
 
 /**
@@ -101,20 +111,52 @@ export interface PartsCut {
   readonly truncated: boolean;
 }
 
-type Parts = readonly [readonly string[], readonly string[], readonly string[]];
+export type Parts = readonly [readonly string[], readonly string[], readonly string[]];
 
-export function truncateSpread(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
+export function* spreadSteps(parts: Parts, joiner: string, avail: number): Tokenizing<PartsCut> {
   const each = Math.floor(avail / 3);
-  const cuts = parts.map((turns) => encodePrefix(tok, turns.join(joiner), each));
+  const cuts = yield* all(parts.map((turns) => prefixSteps(turns.join(joiner), each)));
   return { parts: cuts.map((c) => c.ids) as unknown as PartsCut['parts'], truncated: cuts.some((c) => c.truncated) };
 }
 
-export function truncateBudget(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
+export function* budgetSteps(parts: Parts, joiner: string, avail: number): Tokenizing<PartsCut> {
   const [p, a, b] = parts.map((turns) => turns.join(joiner)) as [string, string, string];
-  const cp = encodePrefix(tok, p, Math.floor(avail / 4));
-  const ca = encodePrefix(tok, a, Math.floor((avail - cp.ids.length) / 2));
-  const cb = encodePrefix(tok, b, avail - cp.ids.length - ca.ids.length);
+  const cp = yield* prefixSteps(p, Math.floor(avail / 4));
+  const ca = yield* prefixSteps(a, Math.floor((avail - cp.ids.length) / 2));
+  const cb = yield* prefixSteps(b, avail - cp.ids.length - ca.ids.length);
   return { parts: [cp.ids, ca.ids, cb.ids], truncated: cp.truncated || ca.truncated || cb.truncated };
+}
+
+export function* turnsFromLastSteps(
+  parts: Parts,
+  joiner: string,
+  avail: number,
+  caps: readonly [number, number, number],
+): Tokenizing<PartsCut> {
+  const maxTurns = Math.max(...parts.map((t) => t.length));
+  let kept: [number[], number[], number[]] = [[], [], []];
+  let keptTurns = 0;
+  for (let k = 1; k <= maxTurns; k++) {
+    // Capped at avail + 1 tokens: enough to tell "does not fit" without tokenizing 1 MB.
+    const cuts = yield* all(parts.map((turns) => prefixSteps(turns.slice(Math.max(0, turns.length - k)).join(joiner), avail + 1)));
+    if (cuts.some((c) => c.truncated) || cuts.reduce((s, c) => s + c.ids.length, 0) > avail) break;
+    kept = cuts.map((c) => c.ids) as [number[], number[], number[]];
+    keptTurns = k;
+  }
+  if (keptTurns > 0 || maxTurns === 0) return { parts: kept, truncated: keptTurns < maxTurns };
+
+  // Not even the last turn fits: last turn only, capped, then cut proportionally.
+  const capped = (yield* all(parts.map((turns, i) => prefixSteps(turns[turns.length - 1] ?? '', caps[i] ?? 0)))).map((c) => c.ids);
+  const shares = proportionalShares(capped.map((ids) => ids.length), avail);
+  return { parts: capped.map((ids, i) => ids.slice(0, shares[i])) as [number[], number[], number[]], truncated: true };
+}
+
+export function truncateSpread(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
+  return runSync(tok, spreadSteps(parts, joiner, avail));
+}
+
+export function truncateBudget(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
+  return runSync(tok, budgetSteps(parts, joiner, avail));
 }
 
 export function truncateTurnsFromLast(
@@ -124,20 +166,5 @@ export function truncateTurnsFromLast(
   avail: number,
   caps: readonly [number, number, number],
 ): PartsCut {
-  const maxTurns = Math.max(...parts.map((t) => t.length));
-  let kept: [number[], number[], number[]] = [[], [], []];
-  let keptTurns = 0;
-  for (let k = 1; k <= maxTurns; k++) {
-    // Capped at avail + 1 tokens: enough to tell "does not fit" without tokenizing 1 MB.
-    const cuts = parts.map((turns) => encodePrefix(tok, turns.slice(Math.max(0, turns.length - k)).join(joiner), avail + 1));
-    if (cuts.some((c) => c.truncated) || cuts.reduce((s, c) => s + c.ids.length, 0) > avail) break;
-    kept = cuts.map((c) => c.ids) as [number[], number[], number[]];
-    keptTurns = k;
-  }
-  if (keptTurns > 0 || maxTurns === 0) return { parts: kept, truncated: keptTurns < maxTurns };
-
-  // Not even the last turn fits: last turn only, capped, then cut proportionally.
-  const capped = parts.map((turns, i) => encodePrefix(tok, turns[turns.length - 1] ?? '', caps[i] ?? 0).ids);
-  const shares = proportionalShares(capped.map((ids) => ids.length), avail);
-  return { parts: capped.map((ids, i) => ids.slice(0, shares[i])) as [number[], number[], number[]], truncated: true };
+  return runSync(tok, turnsFromLastSteps(parts, joiner, avail, caps));
 }
