@@ -64,4 +64,10 @@ export interface Runtime {
   /** Tokenizer worker threads when not set. */
   defaultPreprocessThreads(devices: readonly DeviceSpec[]): number;
   startRunner(bundle: Bundle, device: DeviceSpec, intraOpThreads: number): Promise<ModelRunner>;
+  /**
+   * The URL of a module exporting core's TokenizerModule (core/tokenizing.ts): this runtime's own
+   * tokenizer (onnxruntime-node's runtime: the native `tokenizers` binding), which the engine's
+   * tokenizer workers import. Absent: core's pure-JS tokenizer.
+   */
+  readonly tokenizerModule?: string;
 }

@@ -8,7 +8,7 @@
 import type { Preprocessor } from '../core/preprocess.ts';
 import type { BundleSource } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
-import type { Encoded } from './encoder.ts';
+import { JS_TOKENIZER, modulePreprocessing, type Encoded, type RowPreprocessing } from './encoder.ts';
 import type { DropReason } from './scheduler.ts';
 import { inlineLane, LaneDied, workerLane, type Lane } from './tokenizer-lanes.ts';
 
@@ -26,6 +26,10 @@ export interface TokenizerState {
 export interface RowEncoder {
   /** Worker threads doing the work; 0 when it runs on the event loop. */
   readonly threads: number;
+  /** The tokenizer library the lanes use ("tokenizers 0.23.2 (native)", "@huggingface/tokenizers (pure JS)"). */
+  readonly library: string;
+  /** Why the runtime's tokenizer module is not used although it was asked for (it failed to load); null otherwise. */
+  readonly fallback: string | null;
   /** One outcome per row, in order; never rejects for a bad row. Aborting drops the rows not yet tokenized. */
   encode(rows: readonly Comparison[], swapTta: boolean, signal?: AbortSignal): Promise<Encoded[]>;
   /** Rows waiting for or in tokenization. */
@@ -160,10 +164,20 @@ class FairQueue {
   }
 }
 
+export interface PoolTokenizer {
+  /**
+   * A runtime's tokenizer module (core's TokenizerModule, by URL) to tokenize with; null or absent:
+   * core's pure-JS tokenizer (the bundle's own preprocessor on the event loop). When the module
+   * fails to load here, the pool uses the JS one and says why in `fallback`.
+   */
+  readonly module?: string | null;
+}
+
 export async function startEncoderPool(
   source: BundleSource & { readonly preprocessor: Preprocessor },
   threads: number,
   onTokenized: (rowMs: readonly number[]) => void = () => undefined,
+  tokenizer: PoolTokenizer = {},
 ): Promise<RowEncoder> {
   const listeners: Array<() => void> = [];
   const lanes: Lane[] = [];
@@ -172,15 +186,31 @@ export async function startEncoderPool(
     for (const l of listeners) l();
     queue.dispatch();
   };
+  // The module is loaded here first (the event-loop lane uses it; for worker threads it is the
+  // check that it loads at all), so a platform without the native binding falls back at once.
+  let module = tokenizer.module ?? null;
+  let fallback: string | null = null;
+  let pre: RowPreprocessing = { kind: 'sync', library: JS_TOKENIZER, pre: source.preprocessor };
+  if (module !== null) {
+    try {
+      pre = await modulePreprocessing(module, source);
+    } catch (e) {
+      fallback = e instanceof Error ? e.message : String(e);
+      module = null;
+    }
+  }
+  const init = { source: { config: source.config, tokenizerJson: source.tokenizerJson, tokenizerConfig: source.tokenizerConfig }, tokenizerModule: module };
   lanes.push(
     ...(threads > 0
-      ? await Promise.all(Array.from({ length: threads }, (_, i) => workerLane(`tokenizer worker ${i}`, source, changed)))
-      : [inlineLane(source.preprocessor)]),
+      ? await Promise.all(Array.from({ length: threads }, (_, i) => workerLane(`tokenizer worker ${i}`, init, changed)))
+      : [inlineLane(pre)]),
   );
   let closed = false;
 
   return {
     threads,
+    library: pre.library,
+    fallback,
     encode(rows, swapTta, signal) {
       if (rows.length === 0) return Promise.resolve([]);
       return new Promise<Encoded[]>((resolve) => {

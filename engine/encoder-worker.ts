@@ -1,15 +1,14 @@
-// Runs in a worker thread: builds the bundle's preprocessing and encodes rows sent to it.
+// Runs in a worker thread: builds the bundle's preprocessing (core's JS tokenizer, or the tokenizer
+// module the runtime named) and encodes the chunks of rows sent to it. With a batch tokenizer the
+// chunks it holds (up to two) are encoded concurrently: one's JS work overlaps the other's native work.
 import { parentPort, workerData } from 'node:worker_threads';
-import { createPreprocessor } from '../core/preprocess.ts';
-import type { BundleSource } from '../core/runtime.ts';
-import { createTokenizer } from '../core/tokenizer.ts';
-import { encodeTimed, type Encoded } from './encoder.ts';
-import type { EncoderReply, EncoderRequest } from './tokenizer-lanes.ts';
+import { encodeChunk, jsPreprocessing, modulePreprocessing, type Encoded } from './encoder.ts';
+import type { EncoderReply, EncoderRequest, EncoderWorkerInit } from './tokenizer-lanes.ts';
 
 const port = parentPort;
 if (!port) throw new Error('encoder-worker must run in a worker thread');
-const source = (workerData as { init: BundleSource }).init;
-const pre = createPreprocessor(source.config, createTokenizer(source.tokenizerJson, source.tokenizerConfig));
+const { source, tokenizerModule } = (workerData as { init: EncoderWorkerInit }).init;
+const pre = tokenizerModule === null ? jsPreprocessing(source) : await modulePreprocessing(tokenizerModule, source);
 
 function buffers(e: Encoded): ArrayBuffer[] {
   if (!e.ok) return [];
@@ -21,7 +20,8 @@ function buffers(e: Encoded): ArrayBuffer[] {
 }
 
 port.on('message', (req: EncoderRequest) => {
-  const { results, ms } = encodeTimed(pre, req.rows, req.swapTta);
-  port.postMessage({ seq: req.seq, results, ms } satisfies EncoderReply, results.flatMap(buffers));
+  void Promise.resolve(encodeChunk(pre, req.rows, req.swapTta)).then(({ results, ms }) => {
+    port.postMessage({ seq: req.seq, results, ms } satisfies EncoderReply, results.flatMap(buffers));
+  });
 });
 port.postMessage({ seq: -1, results: [], ms: [] } satisfies EncoderReply);

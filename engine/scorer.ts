@@ -12,12 +12,12 @@ import { Status } from '../core/status.ts';
 import type { Comparison, PreferenceConfig } from '../core/types.ts';
 import { DEFAULT_LIMITS, duplicateId, EngineError, estimateTokens, refuseRow, type EngineLimits } from './admission.ts';
 import { DevicePool, executorFor, warmUpRows, type DeviceState } from './device-pool.ts';
-import type { Encoded } from './encoder.ts';
+import type { Encoded, TokenizerChoice } from './encoder.ts';
 import { startEncoderPool, type RowEncoder, type TokenizerState } from './encoder-pool.ts';
 import { BatchScheduler, DroppedError, type DeviceLoad, type DropReason } from './scheduler.ts';
 import type { CallObserver, EngineObserver } from './stages.ts';
 
-export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type CallObserver, type DeviceState, type DropReason, type EngineLimits, type EngineObserver };
+export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type CallObserver, type DeviceState, type DropReason, type EngineLimits, type EngineObserver, type TokenizerChoice };
 
 export interface ScorerOptions {
   readonly runtime: Runtime;
@@ -30,6 +30,8 @@ export interface ScorerOptions {
   readonly intraOpThreads?: number;
   /** Tokenizer worker threads; 0 tokenizes on the event loop. Default: the runtime's. */
   readonly preprocessThreads?: number;
+  /** --tokenizer: 'native' (default) = the runtime's tokenizer module when it has one and it loads, else core's JS one; 'js' = core's JS one. */
+  readonly tokenizer?: TokenizerChoice;
   readonly logger?: Logger;
 }
 
@@ -284,9 +286,15 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   const preThreads = opts.preprocessThreads ?? runtime.defaultPreprocessThreads(runners.map((r) => r.device));
   let encoder: RowEncoder;
   try {
-    encoder = await startEncoderPool(bundle, preThreads, (ms) => {
-      for (const o of observers) quietly(() => o.tokenized?.(ms));
-    });
+    const module = (opts.tokenizer ?? 'native') === 'native' ? (runtime.tokenizerModule ?? null) : null;
+    encoder = await startEncoderPool(
+      bundle,
+      preThreads,
+      (ms) => {
+        for (const o of observers) quietly(() => o.tokenized?.(ms));
+      },
+      { module },
+    );
   } catch (e) {
     scheduler.close();
     await pool.close();
@@ -302,7 +310,8 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   pool.onChange(notify);
   encoder.onChange(notify);
   for (const r of runners) log.info(`device ${r.device.name}: ${r.device.provider} execution provider, ${r.intraOpThreads} intra-op thread(s)`);
-  log.info(encoder.threads > 0 ? `tokenizing on ${encoder.threads} worker thread(s)` : 'tokenizing on the event loop');
+  if (encoder.fallback !== null) log.warn(`native tokenizer unavailable (${encoder.fallback}); tokenizing with ${encoder.library}`);
+  log.info(`${encoder.threads > 0 ? `tokenizing on ${encoder.threads} worker thread(s)` : 'tokenizing on the event loop'} with ${encoder.library}`);
   return {
     config: bundle.config,
     bundleLocation: bundle.location,

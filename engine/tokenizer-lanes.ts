@@ -1,18 +1,25 @@
 // Where rows are tokenized: worker threads that rebuild the bundle's preprocessing from its source
-// (config and tokenizer as plain data, so no worker reads the disk), or the event loop itself
-// (--preprocess-threads 0). A worker that dies takes its chunks down with it (LaneDied), is
-// restarted with exponential backoff, and rejoins once it has loaded the bundle again.
+// (config and tokenizer as plain data, so no worker reads the disk; the runtime's tokenizer module
+// by URL when the native tokenizer is used), or the event loop itself (--preprocess-threads 0).
+// A worker that dies takes its chunks down with it (LaneDied), is restarted with exponential
+// backoff, and rejoins once it has loaded the bundle again.
 import type { Worker } from 'node:worker_threads';
-import type { Preprocessor } from '../core/preprocess.ts';
 import type { BundleSource } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
 import { startTsWorker } from '../platform/worker-thread.ts';
-import { encodeTimed, type Encoded, type Tokenized } from './encoder.ts';
+import { encodeChunk, type Encoded, type RowPreprocessing, type Tokenized } from './encoder.ts';
 
 export interface EncoderRequest {
   readonly seq: number;
   readonly rows: readonly Comparison[];
   readonly swapTta: boolean;
+}
+
+/** What a tokenizer worker is started with. */
+export interface EncoderWorkerInit {
+  readonly source: BundleSource;
+  /** The runtime's tokenizer module (core's TokenizerModule) to import; null: core's JS tokenizer. */
+  readonly tokenizerModule: string | null;
 }
 
 export interface EncoderReply {
@@ -42,8 +49,11 @@ export interface Lane {
   close(): Promise<void>;
 }
 
-/** Tokenizing on the event loop: one chunk per macrotask, so I/O and other calls interleave. */
-export function inlineLane(pre: Preprocessor): Lane {
+/**
+ * Tokenizing on the event loop: one chunk per macrotask, so I/O and other calls interleave (with a
+ * batch tokenizer the native work runs off the loop, on libuv's threads).
+ */
+export function inlineLane(pre: RowPreprocessing): Lane {
   let inflight = 0;
   return {
     name: 'event-loop',
@@ -54,12 +64,7 @@ export function inlineLane(pre: Preprocessor): Lane {
     restarts: 0,
     run(rows, swapTta) {
       inflight++;
-      return new Promise((resolve) =>
-        setImmediate(() => {
-          inflight--;
-          resolve(encodeTimed(pre, rows, swapTta));
-        }),
-      );
+      return new Promise<Tokenized>((resolve) => setImmediate(() => resolve(encodeChunk(pre, rows, swapTta)))).finally(() => inflight--);
     },
     kill: () => Promise.resolve(),
     close: () => Promise.resolve(),
@@ -75,7 +80,7 @@ interface Waiting {
 }
 
 /** A tokenizer worker thread; resolves once it has loaded the bundle. */
-export async function workerLane(name: string, source: BundleSource, onChange: () => void): Promise<Lane> {
+export async function workerLane(name: string, init: EncoderWorkerInit, onChange: () => void): Promise<Lane> {
   let worker: Worker;
   let alive = false;
   let closed = false;
@@ -86,7 +91,11 @@ export async function workerLane(name: string, source: BundleSource, onChange: (
 
   const spawn = (): Promise<void> =>
     new Promise((resolve, reject) => {
-      const w = startTsWorker(MODULE, { config: source.config, tokenizerJson: source.tokenizerJson, tokenizerConfig: source.tokenizerConfig } satisfies BundleSource);
+      const { source, tokenizerModule } = init;
+      const w = startTsWorker(MODULE, {
+        source: { config: source.config, tokenizerJson: source.tokenizerJson, tokenizerConfig: source.tokenizerConfig },
+        tokenizerModule,
+      } satisfies EncoderWorkerInit);
       worker = w;
       w.on('message', (m: EncoderReply) => {
         if (m.seq === -1) {
