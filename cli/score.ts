@@ -7,7 +7,7 @@ import { connect, DEFAULT_IDLE_TIMEOUT_MS, type ConnectOptions, type ReplicaFail
 import { DEFAULT_WINDOW } from '../core/window.ts';
 import { countRecords } from '../datasets/arena-file.ts';
 import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../datasets/score-file.ts';
-import { intArg } from './args.ts';
+import { intArg, tokenizerOption } from './args.ts';
 import { exitOnSignals, writeFileAtomically } from './atomic-file.ts';
 import { progressWanted, startProgress } from './progress.ts';
 import { openLocal } from './wiring.ts';
@@ -20,6 +20,7 @@ export interface SourceFlags {
   server?: string;
   model?: string;
   devices: string;
+  tokenizer: 'native' | 'js';
   tta: boolean;
   skipBad: boolean;
   window: number;
@@ -41,6 +42,7 @@ export function addSourceOptions(cmd: Command): Command {
     )
     .option('--model <dir>', `score in-process with this model bundle (default: ${DEFAULT_MODEL_DIR} when --server is not given)`)
     .option('--devices <list>', 'in-process devices, as for serve: auto, cpu, cpu,cpu, cuda:0, ... (only with --model)', 'auto')
+    .addOption(tokenizerOption())
     .option('--tta', 'swap test-time augmentation: also score with the responses swapped and average', false)
     .option('--skip-bad', 'leave malformed rows out and list them (with line numbers) on stderr instead of stopping at the first', false)
     .option('--window <n>', 'rows in flight at once (bounds memory)', intArg('--window', 1), DEFAULT_WINDOW)
@@ -115,7 +117,7 @@ export async function openSource(f: SourceFlags, command: string): Promise<Opene
     }
     return { client, resent: () => resent, close: async () => client.close() };
   }
-  const local = await openLocal({ modelDir: f.model ?? DEFAULT_MODEL_DIR, devices: f.devices });
+  const local = await openLocal({ modelDir: f.model ?? DEFAULT_MODEL_DIR, devices: f.devices, tokenizer: f.tokenizer });
   return { client: local, resent: () => 0, close: () => local.close() };
 }
 

@@ -8,7 +8,7 @@ import { createProcessLogger, LOG_FORMATS, type LogFormat, type ProcessLogLevel 
 import { reportTracingProblems, stopTracing, tracingStarted } from '../platform/telemetry.ts';
 import type { TlsOptions } from '../server/security.ts';
 import { DEFAULT_CONNECTION_AGE_GRACE_MS, DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
-import { intArg } from './args.ts';
+import { intArg, tokenizerOption } from './args.ts';
 import { serveModel } from './wiring.ts';
 
 /** Exit code of a drain that had to cancel calls still running at --drain-timeout-ms. */
@@ -24,6 +24,7 @@ interface ServeFlags {
   maxQueueDelayMs: number;
   intraOpThreads?: number;
   preprocessThreads?: number;
+  tokenizer: 'native' | 'js';
   maxInflightPerStream: number;
   maxQueueTokens: number;
   maxRowsPerCall: number;
@@ -88,6 +89,7 @@ function addFlags(cmd: Command): Command {
     .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', int('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
     .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores, or the container\'s CPU quota when lower, split over the CPU sessions)', int('--intra-op-threads', 1))
     .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', int('--preprocess-threads', 0))
+    .addOption(tokenizerOption())
     .option('--max-queue-tokens <n>', 'tokens waiting (tokenizer backlog, estimated, plus batch queue) beyond which new calls get RESOURCE_EXHAUSTED', int('--max-queue-tokens', 1), DEFAULT_LIMITS.maxQueueTokens)
     .option('--max-rows-per-call <n>', 'comparisons in one Score call; more is INVALID_ARGUMENT (use ScoreStream for large jobs)', int('--max-rows-per-call', 1), DEFAULT_SERVER_LIMITS.maxRowsPerCall)
     .option('--max-row-chars <n>', 'characters of one field (all its turns); a longer field is a per-row INVALID_ARGUMENT, never tokenized', int('--max-row-chars', 1), DEFAULT_LIMITS.maxRowChars)
@@ -166,6 +168,7 @@ export function registerServe(program: Command): void {
       limits: { maxQueueTokens: o.maxQueueTokens, maxRowChars: o.maxRowChars },
       intraOpThreads: o.intraOpThreads,
       preprocessThreads: o.preprocessThreads,
+      tokenizer: o.tokenizer,
       maxInflightPerStream: o.maxInflightPerStream,
       maxRowsPerCall: o.maxRowsPerCall,
       maxStreams: o.maxStreams,
