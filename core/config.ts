@@ -167,10 +167,15 @@ function head(v: unknown): HeadConfig {
 }
 
 function inputs(v: unknown): InputsConfig {
-  const o = object(v ?? {}, 'inputs', ['input_ids', 'attention_mask']);
+  const o = object(v ?? {}, 'inputs', ['input_ids', 'attention_mask', 'position_ids', 'token_type_ids']);
+  // position_ids and token_type_ids are present only when declared (fed when the graph has them).
+  const optional = (key: 'position_ids' | 'token_type_ids'): Partial<Record<typeof key, string>> =>
+    o[key] === undefined || o[key] === null ? {} : { [key]: str(o[key], `inputs.${key}`, undefined, true) };
   return {
     input_ids: str(o.input_ids, 'inputs.input_ids', 'input_ids', true),
     attention_mask: o.attention_mask === null ? null : str(o.attention_mask, 'inputs.attention_mask', 'attention_mask', true),
+    ...optional('position_ids'),
+    ...optional('token_type_ids'),
   };
 }
 

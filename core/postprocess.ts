@@ -13,8 +13,39 @@ export function softmax3(l0: number, l1: number, l2: number): Probs {
   return [e0 / s, e1 / s, e2 / s];
 }
 
+/** One IEEE 754 half (its 16 bits) as a number. */
+export function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
+  return sign * (1024 + frac) * 2 ** (exp - 25);
+}
+
+/**
+ * An output tensor's values as numbers, whatever onnxruntime returned them as: float32 as is,
+ * float16 (bits in a Uint16Array, or a Float16Array where the platform has one) widened once,
+ * exactly. Anything else is an error naming the type.
+ */
+export function logitsOf(type: string, data: unknown, what: string): ArrayLike<number> {
+  if (type === 'float32' && data instanceof Float32Array) return data;
+  if (type === 'float16') {
+    if (data instanceof Uint16Array) {
+      const out = new Float64Array(data.length);
+      for (let i = 0; i < data.length; i++) out[i] = halfToNumber(data[i]!);
+      return out;
+    }
+    // A Float16Array (ES2025) reads as numbers already.
+    if (ArrayBuffer.isView(data) && !(data instanceof DataView) && (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT === 2) {
+      return Float64Array.from(data as unknown as ArrayLike<number>);
+    }
+  }
+  throw new Error(`${what} is ${type}, expected float32 or float16`);
+}
+
 /** seq-cls head: logits [batch, 3]. */
-export function probsFromSeqCls(logits: Float32Array, batchSize: number): Probs[] {
+export function probsFromSeqCls(logits: ArrayLike<number>, batchSize: number): Probs[] {
   if (logits.length !== batchSize * 3) {
     throw new Error(`seq-cls head: expected ${batchSize * 3} logits ([batch, 3]), got ${logits.length}`);
   }
@@ -28,7 +59,7 @@ export function probsFromSeqCls(logits: Float32Array, batchSize: number): Probs[
  * [batch, seq, vocab] (read at each row's last real token), softmax over the 3 label tokens.
  */
 export function probsFromLabelTokens(
-  logits: Float32Array,
+  logits: ArrayLike<number>,
   dims: readonly number[],
   lastIndex: Int32Array,
   tokenIds: readonly [number, number, number],

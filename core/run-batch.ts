@@ -4,7 +4,8 @@
 // here; a runtime supplies only its tensor constructor and its session.run.
 import { padBatch } from './batch.ts';
 import { batchFeeds, inputNames, type TensorMaker } from './feeds.ts';
-import { probsFromLabelTokens, probsFromSeqCls, type Probs } from './postprocess.ts';
+import type { ServedGraph } from './graph-edit.ts';
+import { logitsOf, probsFromLabelTokens, probsFromSeqCls, type Probs } from './postprocess.ts';
 import type { EncodedRow, PreferenceConfig } from './types.ts';
 
 /** One output tensor as a runtime read it back. */
@@ -19,6 +20,11 @@ export interface OutputTensor {
 export interface SessionRun<T> {
   readonly tensors: TensorMaker<T>;
   run(feeds: Record<string, T>, output: string): Promise<OutputTensor>;
+  /**
+   * The graph the session serves (core/graph-edit.ts): its inputs, and the output to fetch when the
+   * runtime edited it at load. Absent: preference.json's inputs and head.output as they are.
+   */
+  readonly graph?: ServedGraph;
 }
 
 /** A batch ready to feed: what is left of a run is session.run and the head. */
@@ -28,23 +34,31 @@ export interface PreparedBatch<T> {
   readonly lastIndex: Int32Array;
   readonly batchSize: number;
   readonly seqLen: number;
+  /** The served graph the feeds were built for (absent: the graph as preference.json describes it). */
+  readonly graph?: ServedGraph;
 }
 
-/** Pads rows (to their longest, or to `padTo` for the fixed-padding baseline) and builds the feeds. */
-export function prepareBatch<T>(rows: readonly EncodedRow[], config: PreferenceConfig, tensors: TensorMaker<T>, padTo = 1): PreparedBatch<T> {
+/**
+ * Pads rows (to their longest, or to `padTo` for the fixed-padding baseline) and builds the feeds
+ * (for `graph`, the session's served graph, when given).
+ */
+export function prepareBatch<T>(rows: readonly EncodedRow[], config: PreferenceConfig, tensors: TensorMaker<T>, padTo = 1, graph?: ServedGraph): PreparedBatch<T> {
   const b = padBatch(rows, config.special_tokens, padTo);
-  return { feeds: batchFeeds(b, inputNames(config), tensors), lastIndex: b.lastIndex, batchSize: b.batchSize, seqLen: b.seqLen };
+  const prepared = { feeds: batchFeeds(b, inputNames(config, graph), tensors), lastIndex: b.lastIndex, batchSize: b.batchSize, seqLen: b.seqLen };
+  return graph ? { ...prepared, graph } : prepared;
 }
 
-/** The head of the bundle applied to the output: one probability triple per row, all finite. */
-export function headProbs(config: PreferenceConfig, out: OutputTensor, lastIndex: Int32Array): Probs[] {
-  if (out.type !== 'float32' || !(out.data instanceof Float32Array)) {
-    throw new Error(`output "${config.head.output}" is ${out.type}, expected float32`);
-  }
+/**
+ * The head of the bundle applied to the output: one probability triple per row, all finite.
+ * float16 logits are widened once; softmax runs in float64. `labelLogits`: the output is already the
+ * [batch, 3] label logits of an edited label-token graph.
+ */
+export function headProbs(config: PreferenceConfig, out: OutputTensor, lastIndex: Int32Array, labelLogits = false): Probs[] {
+  const logits = logitsOf(out.type, out.data, `output "${config.head.output}"`);
   const probs =
-    config.head.kind === 'seq-cls'
-      ? probsFromSeqCls(out.data, lastIndex.length)
-      : probsFromLabelTokens(out.data, out.dims, lastIndex, config.head.token_ids);
+    config.head.kind === 'seq-cls' || labelLogits
+      ? probsFromSeqCls(logits, lastIndex.length)
+      : probsFromLabelTokens(logits, out.dims, lastIndex, config.head.token_ids);
   for (const p of probs) {
     if (!p.every(Number.isFinite)) throw new Error('the model produced non-finite logits');
   }
@@ -52,10 +66,12 @@ export function headProbs(config: PreferenceConfig, out: OutputTensor, lastIndex
 }
 
 export async function runPrepared<T>(session: SessionRun<T>, config: PreferenceConfig, batch: PreparedBatch<T>): Promise<Probs[]> {
-  return headProbs(config, await session.run(batch.feeds, config.head.output), batch.lastIndex);
+  const graph = batch.graph;
+  const out = await session.run(batch.feeds, graph?.output ?? config.head.output);
+  return headProbs(config, out, batch.lastIndex, graph?.labelLogits ?? false);
 }
 
 /** One result per row, in order. */
 export function runBatch<T>(session: SessionRun<T>, config: PreferenceConfig, rows: readonly EncodedRow[]): Promise<Probs[]> {
-  return runPrepared(session, config, prepareBatch(rows, config, session.tensors));
+  return runPrepared(session, config, prepareBatch(rows, config, session.tensors, 1, session.graph));
 }

@@ -74,6 +74,10 @@ export interface InputsConfig {
   readonly input_ids: string;
   /** null when the graph takes no mask. */
   readonly attention_mask: string | null;
+  /** Graph input fed 0..n-1 over each row's real tokens (from the mask), when declared and the graph has it. */
+  readonly position_ids?: string;
+  /** Graph input fed zeros, when declared and the graph has it. */
+  readonly token_type_ids?: string;
 }
 
 export interface FeaturesConfig {
