@@ -29,6 +29,8 @@ export interface Bundle extends BundleSource {
   readonly location: string;
   /** model.onnx (a path or a URL, as the runtime reads it). */
   readonly modelPath: string;
+  /** Bytes of the bundle's files (model.onnx, its external data files, tokenizer and preference files), when known. */
+  readonly sizeBytes?: number;
   readonly preprocessor: Preprocessor;
 }
 

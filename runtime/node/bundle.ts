@@ -1,10 +1,12 @@
 // Loads a model bundle directory (model.onnx, tokenizer.json, preference.json) from disk into
 // core's Bundle. The graph itself is checked against preference.json (core/graph.ts) once a
-// session has opened it.
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// session has opened it; here model.onnx is only scanned (core/onnx-proto.ts, in small reads that
+// skip the weights) for the external data files its weights live in, which must sit next to it.
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import { BundleError } from '../../core/graph.ts';
+import { externalDataFiles, OnnxFormatError, readOnnxModel, type ByteSource } from '../../core/onnx-proto.ts';
 import { createPreprocessor } from '../../core/preprocess.ts';
 import type { Bundle } from '../../core/runtime.ts';
 import { createTokenizer } from '../../core/tokenizer.ts';
@@ -23,6 +25,72 @@ function readJson(path: string, what: string): unknown {
   } catch (e) {
     throw new BundleError(`${what}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
   }
+}
+
+/**
+ * model.onnx (or any file) as a ByteSource read in 64 KiB blocks: scanning a model's structure
+ * reads its headers, not its weights. Every read returns fresh bytes. close() when done.
+ */
+export function fileByteSource(path: string): ByteSource & { close(): void } {
+  const fd = openSync(path, 'r');
+  const length = statSync(path).size;
+  const BLOCK = 1 << 16;
+  let cached: { start: number; bytes: Uint8Array } | null = null;
+  const readAt = (offset: number, n: number): Uint8Array => {
+    const out = new Uint8Array(Math.max(0, Math.min(n, length - offset)));
+    let done = 0;
+    while (done < out.length) {
+      const got = readSync(fd, out, done, out.length - done, offset + done);
+      if (got === 0) break;
+      done += got;
+    }
+    return done === out.length ? out : out.subarray(0, done);
+  };
+  return {
+    length,
+    read(offset, n) {
+      if (n > BLOCK / 2) return readAt(offset, n);
+      if (!cached || offset < cached.start || offset + n > cached.start + cached.bytes.length) {
+        cached = { start: offset, bytes: readAt(offset, BLOCK) };
+      }
+      const at = offset - cached.start;
+      return cached.bytes.slice(at, at + n);
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+/**
+ * The external data files model.onnx names (each must be a plain relative path inside the bundle,
+ * present, and long enough for its tensors), with their sizes. An unreadable model.onnx is left
+ * to onnxruntime to report, with its own message, when the session opens.
+ */
+function externalData(dir: string, modelPath: string): Array<{ location: string; bytes: number }> {
+  let files;
+  const src = fileByteSource(modelPath);
+  try {
+    files = externalDataFiles(readOnnxModel(src).graph);
+  } catch (e) {
+    if (e instanceof OnnxFormatError) return [];
+    throw e;
+  } finally {
+    src.close();
+  }
+  return files.map((f) => {
+    const path = normalize(join(dir, f.location));
+    if (f.location === '' || isAbsolute(f.location) || !path.startsWith(dir + sep)) {
+      throw new BundleError(`model.onnx keeps ${f.tensors} tensor(s) in external data "${f.location}", which is not a file inside the bundle ${dir}`);
+    }
+    if (!existsSync(path)) {
+      throw new BundleError(
+        `model.onnx keeps ${f.tensors} tensor(s) in the external data file "${f.location}", which is missing from ${dir} ` +
+          '(copy every file the export wrote next to model.onnx)',
+      );
+    }
+    const bytes = statSync(path).size;
+    if (bytes < f.minBytes) throw new BundleError(`external data file ${path} has ${bytes} bytes; model.onnx reads up to byte ${f.minBytes} of it (a truncated copy?)`);
+    return { location: f.location, bytes };
+  });
 }
 
 export function loadBundle(dirArg: string): NodeBundle {
@@ -47,10 +115,15 @@ export function loadBundle(dirArg: string): NodeBundle {
   } catch (e) {
     throw new BundleError(`${dir}/tokenizer.json: not a usable Hugging Face tokenizer: ${e instanceof Error ? e.message : String(e)}`);
   }
+  const modelPath = join(dir, 'model.onnx');
+  const external = externalData(dir, modelPath);
+  const sizeOf = (f: string): number => (existsSync(join(dir, f)) ? statSync(join(dir, f)).size : 0);
+  const sizeBytes = ['model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'preference.json'].reduce((n, f) => n + sizeOf(f), 0) + external.reduce((n, f) => n + f.bytes, 0);
   return {
     dir,
     location: dir,
-    modelPath: join(dir, 'model.onnx'),
+    modelPath,
+    sizeBytes,
     config,
     tokenizerJson,
     tokenizerConfig,

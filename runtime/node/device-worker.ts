@@ -17,7 +17,7 @@ function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 
 let session: NodeSession;
 try {
-  session = await openSession(init.modelPath, init.sessionOptions);
+  session = await openSession(init.modelPath, init.sessionOptions, init.config);
   post({ type: 'ready', signature: session.signature });
 } catch (e) {
   post({ type: 'failed', message: e instanceof Error ? e.message : String(e) });

@@ -3,10 +3,15 @@
 // (session-options.ts), and run batches through core's runBatch with these tensors.
 import './ort-env.ts';
 import * as ort from 'onnxruntime-node';
+import { dirname } from 'node:path';
 import type { TensorMaker } from '../../core/feeds.ts';
+import { planServedGraph, type GraphPlan, type ServedGraph } from '../../core/graph-edit.ts';
 import { signatureOf, type GraphSignature } from '../../core/graph.ts';
+import { OnnxFormatError } from '../../core/onnx-proto.ts';
 import type { OutputTensor, SessionRun } from '../../core/run-batch.ts';
 import type { DeviceSpec } from '../../core/runtime.ts';
+import type { PreferenceConfig } from '../../core/types.ts';
+import { fileByteSource } from './bundle.ts';
 import { sessionOptions, type SessionTuning } from './session-options.ts';
 
 export const NODE_TENSORS: TensorMaker<ort.Tensor> = {
@@ -15,18 +20,51 @@ export const NODE_TENSORS: TensorMaker<ort.Tensor> = {
 };
 
 export interface NodeSession extends SessionRun<ort.Tensor> {
+  /** The graph as the bundle ships it (what validateGraph checks), before any edit at load. */
   readonly signature: GraphSignature;
+  readonly graph: ServedGraph;
+  /** The edits applied at load (core/graph-edit.ts), one line each; empty when none. */
+  readonly edits: readonly string[];
   release(): Promise<void>;
 }
 
 export const CPU: DeviceSpec = { name: 'cpu', provider: 'cpu', deviceId: 0 };
 
-/** The session options travel as plain data (into a worker thread), hence the separate step. */
-export async function openSession(modelPath: string, options: Record<string, unknown>): Promise<NodeSession> {
-  const session = await ort.InferenceSession.create(modelPath, options as ort.InferenceSession.SessionOptions);
+function plan(modelPath: string, config: PreferenceConfig): GraphPlan | null {
+  const src = fileByteSource(modelPath);
+  try {
+    return planServedGraph(src, config);
+  } catch (e) {
+    // Not readable as ONNX here: onnxruntime opens the file itself and says what is wrong with it.
+    if (e instanceof OnnxFormatError) return null;
+    throw e;
+  } finally {
+    src.close();
+  }
+}
+
+/**
+ * The session options travel as plain data (into a worker thread), hence the separate step. With
+ * the bundle's config, the graph is planned first (core/graph-edit.ts): an edited model is created
+ * from its bytes, with onnxruntime told where the external data files are (next to model.onnx; from
+ * bytes it would look in the working directory); an unedited one from its path, as before.
+ */
+export async function openSession(modelPath: string, options: Record<string, unknown>, config?: PreferenceConfig): Promise<NodeSession> {
+  const p = config ? plan(modelPath, config) : null;
+  let session: ort.InferenceSession;
+  if (p?.bytes) {
+    const extra = (options['extra'] ?? {}) as Record<string, unknown>;
+    const sessionExtra = (extra['session'] ?? {}) as Record<string, unknown>;
+    const withFolder = { ...options, extra: { ...extra, session: { ...sessionExtra, model_external_initializers_file_folder_path: dirname(modelPath) } } };
+    session = await ort.InferenceSession.create(p.bytes, withFolder as ort.InferenceSession.SessionOptions);
+  } else {
+    session = await ort.InferenceSession.create(modelPath, options as ort.InferenceSession.SessionOptions);
+  }
   return {
     tensors: NODE_TENSORS,
-    signature: signatureOf(session),
+    signature: p ? p.signature : signatureOf(session),
+    graph: p ? p.served : { inputs: [...session.inputNames], output: null, labelLogits: false, labelPositions: null },
+    edits: p?.notes ?? [],
     async run(feeds, output): Promise<OutputTensor> {
       const t = (await session.run(feeds, [output]))[output];
       if (!t) throw new Error(`the model returned no "${output}" output`);
