@@ -44,6 +44,7 @@ server.addService(PairwisePreferenceService, {
     });
     call.on('end', () => void chain.then(() => void call.end()));
   },
+  scoreBatchStream: (call) => call.emit('error', { code: status.UNIMPLEMENTED, details: 'naive peer' }),
   getModelInfo: (_call, cb) => cb({ code: status.UNIMPLEMENTED, details: 'naive peer' }),
 } satisfies PairwisePreferenceServer);
 const port = await new Promise<number>((resolve, reject) =>

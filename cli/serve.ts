@@ -1,5 +1,5 @@
 // `pairpref serve`: the gRPC sidecar.
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_BATCHING } from '../core/batch.ts';
 import type { Logger, LogLevel } from '../core/log.ts';
@@ -32,6 +32,8 @@ interface ServeFlags {
   maxStreams: number;
   maxMessageBytes: number;
   metricsPort?: number;
+  httpPort?: number;
+  httpCorsOrigin: string[];
   tlsCert?: string;
   tlsKey?: string;
   tlsClientCa?: string;
@@ -77,6 +79,24 @@ export function tokenFromFile(path: string | undefined): string | undefined {
   return token;
 }
 
+/** --http-cors-origin, repeatable and comma-separated: each an origin (scheme://host[:port], no path) or '*'. */
+export function collectOrigins(value: string, previous: string[]): string[] {
+  const out = [...previous];
+  for (const v of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (v !== '*') {
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        throw new InvalidArgumentError(`--http-cors-origin: "${v}" is not an origin such as http://localhost:5173`);
+      }
+      if (u.origin !== v) throw new InvalidArgumentError(`--http-cors-origin: "${v}" is not an origin (write it as ${u.origin}: scheme, host and port only)`);
+    }
+    out.push(v);
+  }
+  return out;
+}
+
 function addFlags(cmd: Command): Command {
   const int = (flag: string, min: number) => intArg(flag, min);
   return cmd
@@ -106,6 +126,8 @@ function addFlags(cmd: Command): Command {
     .option('--max-connection-age-ms <ms>', 'close each client connection (GOAWAY) after this long so clients re-resolve and spread over replicas added since; 0 = never', int('--max-connection-age-ms', 0), 0)
     .option('--max-connection-age-grace-ms <ms>', 'calls on a connection past its age get this long to finish before it is closed', int('--max-connection-age-grace-ms', 0), DEFAULT_CONNECTION_AGE_GRACE_MS)
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', int('--metrics-port', 0))
+    .option('--http-port <port>', 'also serve PairwisePreference over Connect, gRPC-Web and JSON on this port (browsers, curl): same engine, limits, TLS and token (off by default)', int('--http-port', 0))
+    .option('--http-cors-origin <origins>', 'origins whose pages may call --http-port (CORS), comma-separated or repeated, e.g. http://localhost:5173; * allows any', collectOrigins, [])
     .option('--otlp-endpoint <url>', 'export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318; /v1/traces is appended); OTEL_EXPORTER_OTLP_ENDPOINT does the same (off by default)')
     .addOption(new Option('--log-level <level>', 'log verbosity (debug adds a line per call, with its request id)').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .addOption(new Option('--log-format <format>', 'stderr log lines: pretty (ISO-TIME LEVEL message key=value) or json (one object per line)').choices([...LOG_FORMATS]).default('pretty'));
@@ -151,7 +173,7 @@ function handleSignals(log: Logger): { serving(running: RunningServer): void } {
 }
 
 export function registerServe(program: Command): void {
-  addFlags(program.command('serve').description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection).')).action(async (o: ServeFlags) => {
+  addFlags(program.command('serve').description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection), and with --http-port over Connect, gRPC-Web and JSON.')).action(async (o: ServeFlags) => {
     // pino-backed (platform/log.ts), checked here to be core's Logger: the server and engine log through it.
     const log: Logger = createProcessLogger({ level: o.logLevel satisfies ProcessLogLevel, format: o.logFormat });
     await reportTracingProblems((msg) => log.warn(msg));
@@ -174,6 +196,8 @@ export function registerServe(program: Command): void {
       maxStreams: o.maxStreams,
       maxMessageBytes: o.maxMessageBytes,
       metricsPort: o.metricsPort,
+      httpPort: o.httpPort,
+      httpCorsOrigins: o.httpCorsOrigin,
       tls,
       authToken,
       healthPort: o.healthPort,
@@ -188,6 +212,7 @@ export function registerServe(program: Command): void {
     log.info(`serving ${c.name} ${c.version} on ${running.address} (devices: ${running.scorer.devices.map((d) => d.device.name).join(',')}; ${security}; health: SERVING)`);
     if (running.healthPort !== null) log.info(`health checks (plaintext) on ${running.host}:${running.healthPort}`);
     if (running.metricsPort !== null) log.info(`metrics on http://${running.host}:${running.metricsPort}/metrics`);
+    if (running.httpPort !== null) log.info(`HTTP (Connect, gRPC-Web, JSON) on ${tls ? 'https' : 'http'}://${running.host}:${running.httpPort}${o.httpCorsOrigin.length > 0 ? ` (CORS: ${o.httpCorsOrigin.join(', ')})` : ''}`);
     const tracing = tracingStarted();
     if (tracing) log.info(`tracing: OTLP/HTTP to ${tracing.described}`);
     else if (o.otlpEndpoint) log.warn('--otlp-endpoint is ignored: tracing starts in bin/pairpref.mjs, before @grpc/grpc-js loads; run pairpref through it');

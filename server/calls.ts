@@ -10,6 +10,16 @@ export const REQUEST_ID_HEADER = 'x-request-id';
 /** A client's id is kept when it is 1-128 visible ASCII characters; otherwise the server makes one. */
 const ACCEPTED_ID = /^[\x21-\x7e]{1,128}$/;
 
+/** The id a call goes by: the client's `x-request-id` when acceptable, else a new UUID (both ports). */
+export function acceptRequestId(sent: string | null | undefined): string {
+  return typeof sent === 'string' && ACCEPTED_ID.test(sent) ? sent : randomUUID();
+}
+
+/** A status code's gRPC name (OK, INVALID_ARGUMENT, ...): Connect's codes are gRPC's numbers. */
+export function statusName(code: number): string {
+  return status[code] ?? String(code);
+}
+
 /** The request id the interceptor put in the call's metadata ('' outside an intercepted call). */
 export function requestIdOf(metadata: Metadata): string {
   const v = metadata.get(REQUEST_ID_HEADER)[0];
@@ -34,7 +44,7 @@ export function requestIdInterceptor(): ServerInterceptor {
         next({
           onReceiveMetadata: (md, nextMd) => {
             const sent = md.get(REQUEST_ID_HEADER)[0];
-            id = typeof sent === 'string' && ACCEPTED_ID.test(sent) ? sent : randomUUID();
+            id = acceptRequestId(typeof sent === 'string' ? sent : undefined);
             md.set(REQUEST_ID_HEADER, id);
             nextMd(md);
           },
@@ -68,7 +78,7 @@ export function callOutcomeInterceptor(service: string, report: (o: CallOutcome)
     const end = (code: number): void => {
       if (done) return;
       done = true;
-      report({ method: name, code: status[code] ?? String(code), seconds: (performance.now() - started) / 1000 });
+      report({ method: name, code: statusName(code), seconds: (performance.now() - started) / 1000 });
     };
     return new ServerInterceptingCall(call, {
       start: (next) =>

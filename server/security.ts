@@ -19,12 +19,20 @@ export function serverCredentials(tls: TlsOptions | undefined): ServerCredential
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
-/** `authorization: Bearer <token>` equals the token; digests of equal length make the comparison constant-time. */
-export function bearerMatches(metadata: Metadata, token: string): boolean {
-  const header = metadata.get('authorization')[0];
+/** An `authorization` header value is `Bearer <token>`; digests of equal length make the comparison constant-time (both ports). */
+export function authorizationMatches(header: string | null | undefined, token: string): boolean {
   const m = typeof header === 'string' ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
   return timingSafeEqual(digest(m?.[1] ?? ''), digest(token)) && m !== null;
 }
+
+/** `authorization: Bearer <token>` in a gRPC call's metadata equals the token. */
+export function bearerMatches(metadata: Metadata, token: string): boolean {
+  const header = metadata.get('authorization')[0];
+  return authorizationMatches(typeof header === 'string' ? header : undefined, token);
+}
+
+/** What a call without the right token is told, on either port. */
+export const UNAUTHENTICATED_MESSAGE = 'missing or wrong bearer token (metadata "authorization: Bearer <token>")';
 
 const OPEN_PREFIX = '/grpc.health.v1.Health/';
 
@@ -36,7 +44,7 @@ export function bearerTokenInterceptor(token: string, onRefused: () => void): Se
       .withOnReceiveMetadata((metadata, next) => {
         if (bearerMatches(metadata, token)) return next(metadata);
         onRefused();
-        call.sendStatus({ code: status.UNAUTHENTICATED, details: 'missing or wrong bearer token (metadata "authorization: Bearer <token>")' });
+        call.sendStatus({ code: status.UNAUTHENTICATED, details: UNAUTHENTICATED_MESSAGE });
       })
       .build();
     return new ServerInterceptingCall(call, new ResponderBuilder().withStart((next) => next(listener)).build());

@@ -1,5 +1,7 @@
 // Starts the gRPC server: PairwisePreference, grpc.health.v1.Health and server reflection, with
-// transport limits, TLS and a bearer token, and a drain that load balancers can see.
+// transport limits, TLS and a bearer token, and a drain that load balancers can see; and, with
+// --http-port, the same PairwisePreference over Connect, gRPC-Web and JSON (http-server.ts) on the
+// same engine, limits, token, TLS, metrics and drain.
 import { Server, ServerInterceptingCall, status, type ServerInterceptor, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -9,9 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { silentLogger, type Logger } from '../core/log.ts';
 import type { Scorer } from '../engine/scorer.ts';
 import { callOutcomeInterceptor, requestIdInterceptor } from './calls.ts';
-import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer, type ServiceOptions } from './grpc-service.ts';
+import { createPreferenceService, RawPairwisePreferenceService, type RawPreferenceServer } from './grpc-service.ts';
+import { startHttpPort, type HttpPort } from './http-server.ts';
 import { createMetrics, serveMetrics, type Metrics } from './metrics.ts';
 import { bearerTokenInterceptor, isLoopback, serverCredentials, type TlsOptions } from './security.ts';
+import { createPreferenceCore, type PreferenceCore, type ServiceOptions } from './service-core.ts';
 
 export const SERVICE_NAME = 'pairpref.v1.PairwisePreference';
 const PROTO_DIR = fileURLToPath(new URL('../proto', import.meta.url));
@@ -62,6 +66,10 @@ export interface ServeOptions {
   readonly drainGraceMs?: number;
   /** How long in-flight calls may take to finish once new calls are refused; then they are cancelled. */
   readonly drainTimeoutMs?: number;
+  /** Also serve PairwisePreference over Connect, gRPC-Web and JSON on this port (HTTP/1.1; HTTP/2 too with TLS); off when undefined. */
+  readonly httpPort?: number;
+  /** Origins whose pages may call the HTTP port (CORS), or '*'; none by default. */
+  readonly httpCorsOrigins?: readonly string[];
 }
 
 export interface DrainResult {
@@ -76,6 +84,8 @@ export interface RunningServer {
   readonly scorer: Scorer;
   readonly metricsPort: number | null;
   readonly healthPort: number | null;
+  /** The HTTP port (Connect, gRPC-Web, JSON), when --http-port is set. */
+  readonly httpPort: number | null;
   /**
    * Drains: health NOT_SERVING for the grace period (calls still served), then new calls are refused
    * and open streams read no more rows; in-flight work finishes up to the timeout.
@@ -126,6 +136,7 @@ function buildServer(opts: ServeOptions, health: HealthImplementation, metrics: 
   server.addService(RawPairwisePreferenceService, {
     score: (call, cb) => (impl ? impl.score(call, cb) : cb(loading())),
     scoreStream: (call) => (impl ? impl.scoreStream(call) : call.emit('error', loading())),
+    scoreBatchStream: (call) => (impl ? impl.scoreBatchStream(call) : call.emit('error', loading())),
     getModelInfo: (call, cb) => (impl ? impl.getModelInfo(call, cb) : cb(loading())),
   } satisfies RawPreferenceServer);
   return { server, setImpl: (i) => (impl = i) };
@@ -160,11 +171,20 @@ function watchTracker(): WatchTracker {
   };
 }
 
-/** Health follows the engine (NOT_SERVING while no device or tokenizer is up) until the drain starts. */
-function setHealth(health: HealthImplementation, serving: boolean): void {
+/**
+ * Health follows the engine (NOT_SERVING while no device or tokenizer is up) until the drain starts;
+ * the gRPC health service and the HTTP port's /healthz read the same state.
+ */
+interface HealthState {
+  readonly grpc: HealthImplementation;
+  serving: boolean;
+}
+
+function setHealth(health: HealthState, serving: boolean): void {
   const s = serving ? 'SERVING' : 'NOT_SERVING';
-  health.setStatus('', s);
-  health.setStatus(SERVICE_NAME, s);
+  health.serving = serving;
+  health.grpc.setStatus('', s);
+  health.grpc.setStatus(SERVICE_NAME, s);
 }
 
 /** A plaintext port serving health alone, when asked for. */
@@ -189,7 +209,7 @@ function serviceOptions(opts: ServeOptions, metrics: Metrics, drain: ReturnType<
 }
 
 /** Health follows the engine's (a device and a tokenizer up) until the drain starts; changes are logged. */
-function followHealth(scorer: Scorer, health: HealthImplementation, drain: ReturnType<typeof drainControl>, log: Logger): void {
+function followHealth(scorer: Scorer, health: HealthState, drain: ReturnType<typeof drainControl>, log: Logger): void {
   let serving = scorer.health().serving;
   scorer.onHealthChange((h) => {
     if (drain.started || h.serving === serving) return;
@@ -205,7 +225,8 @@ interface Parts {
   readonly opts: ServeOptions;
   readonly log: Logger;
   readonly server: Server;
-  readonly health: HealthImplementation;
+  readonly http: HttpPort | null;
+  readonly health: HealthState;
   readonly watches: WatchTracker;
   readonly drain: ReturnType<typeof drainControl>;
   readonly scorer: Scorer;
@@ -227,7 +248,9 @@ function drainer(p: Parts): RunningServer['close'] {
       }
       p.drain.begin();
       p.watches.endAll();
-      const cancelled = await shutdown(p.server, o.timeoutMs ?? p.opts.drainTimeoutMs ?? DEFAULT_DRAIN.timeoutMs, p.log);
+      const timeoutMs = o.timeoutMs ?? p.opts.drainTimeoutMs ?? DEFAULT_DRAIN.timeoutMs;
+      const [grpcCancelled, httpCancelled] = await Promise.all([shutdown(p.server, timeoutMs, p.log), p.http?.close(timeoutMs) ?? false]);
+      const cancelled = grpcCancelled || httpCancelled;
       p.stopAux();
       await p.scorer.close();
       return { cancelled };
@@ -242,24 +265,32 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   if (!isLoopback(host) && !opts.tls && !opts.authToken) {
     log.warn(`listening on ${host} without TLS or a token: anyone who can reach this port can score and read the model info (see --tls-cert, --auth-token-file)`);
   }
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  const grpcHealth = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  const health: HealthState = { grpc: grpcHealth, serving: false };
   const metrics = createMetrics();
   const watches = watchTracker();
-  const { server, setImpl } = buildServer(opts, health, metrics, watches);
+  const drain = drainControl();
+  const { server, setImpl } = buildServer(opts, grpcHealth, metrics, watches);
   // Listen first so health checks answer NOT_SERVING while the model loads and warms up.
   const port = await bind(server, bindAddress(host, opts.port ?? 50051), serverCredentials(opts.tls));
-  const healthPort = await startHealthPort(opts, host, health);
+  let healthPort: Awaited<ReturnType<typeof startHealthPort>> = null;
+  let http: HttpPort | null = null;
+  let core: PreferenceCore | null = null;
   let scorer: Scorer;
   try {
+    healthPort = await startHealthPort(opts, host, grpcHealth);
+    http = await startHttp(opts, host, metrics, drain, health, () => core);
     scorer = await opts.load();
   } catch (e) {
     server.forceShutdown();
     healthPort?.server.forceShutdown();
+    http?.terminate();
     throw e;
   }
   metrics.attach(scorer);
-  const drain = drainControl();
-  setImpl(createPreferenceService(scorer, serviceOptions(opts, metrics, drain)));
+  // One service for both ports: the same engine, limits and stream count.
+  core = createPreferenceCore(scorer, serviceOptions(opts, metrics, drain));
+  setImpl(createPreferenceService(core, { logger: opts.logger }));
   const metricsServer: HttpServer | null = opts.metricsPort !== undefined ? await serveMetrics(metrics, host, opts.metricsPort) : null;
   followHealth(scorer, health, drain, log);
   const metricsAddr = metricsServer?.address();
@@ -274,13 +305,33 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     scorer,
     metricsPort: metricsAddr && typeof metricsAddr === 'object' ? metricsAddr.port : null,
     healthPort: healthPort?.port ?? null,
-    close: drainer({ opts, log, server, health, watches, drain, scorer, stopAux }),
+    httpPort: http?.port ?? null,
+    close: drainer({ opts, log, server, http, health, watches, drain, scorer, stopAux }),
     async terminate() {
       await scorer.terminate();
       server.forceShutdown();
+      http?.terminate();
       stopAux();
     },
   };
+}
+
+/** The HTTP port, when asked for: it calls the same service once `core()` has one. */
+function startHttp(opts: ServeOptions, host: string, metrics: Metrics, drain: ReturnType<typeof drainControl>, health: HealthState, core: () => PreferenceCore | null): Promise<HttpPort> | null {
+  if (opts.httpPort === undefined) return null;
+  return startHttpPort({
+    host,
+    port: opts.httpPort,
+    tls: opts.tls,
+    corsOrigins: opts.httpCorsOrigins ?? [],
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_SERVER_LIMITS.maxMessageBytes,
+    serving: () => health.serving,
+    core,
+    metrics,
+    authToken: opts.authToken,
+    logger: opts.logger,
+    draining: () => drain.draining,
+  });
 }
 
 /** Who is told when the drain starts: the open streams stop reading. */

@@ -6,7 +6,7 @@
 // A batch serves rows of many calls: each call gets its own `pairpref.inference` span for each
 // batch that carried its rows (parented to that call), and the batch's number
 // (`pairpref.batch.id`) ties the calls' spans of one batch together.
-import { context, SpanStatusCode, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import type { CallBatch, CallObserver } from '../engine/stages.ts';
 
 export const TRACER_NAME = 'pairpref';
@@ -15,6 +15,8 @@ export const TRACER_NAME = 'pairpref';
 export const SPAN = { tokenize: 'pairpref.tokenize', queue: 'pairpref.queue', inference: 'pairpref.inference' } as const;
 export const ATTR = {
   requestId: 'pairpref.request_id',
+  /** The HTTP port's protocol: connect, grpc-web (or grpc). */
+  protocol: 'pairpref.protocol',
   rows: 'pairpref.rows',
   swapTta: 'pairpref.swap_tta',
   device: 'pairpref.device',
@@ -25,6 +27,44 @@ export const ATTR = {
   batchPaddedTokens: 'pairpref.batch.padded_tokens',
   batches: 'pairpref.batches',
 } as const;
+
+/** A call's server span on the HTTP port (no instrumentation makes one there); ended with the call's status. */
+export interface ServerSpan {
+  /** The span's context: the engine's spans of the call go under it. */
+  readonly ctx: Context;
+  end(code: number, message: string): void;
+}
+
+const HEADERS: TextMapGetter<Headers> = {
+  keys: (h) => {
+    const keys: string[] = [];
+    h.forEach((_, k) => keys.push(k));
+    return keys;
+  },
+  get: (h, k) => h.get(k) ?? undefined,
+};
+
+/**
+ * The SERVER span of a call on the HTTP port (Connect, gRPC-Web, JSON), named like the RPC
+ * (`pairpref.v1.PairwisePreference/Score`) and continuing the caller's W3C `traceparent` header, as
+ * the grpc instrumentation's span does on the gRPC port. Non-recording (free) without an SDK.
+ */
+export function startServerSpan(service: string, method: string, headers: Headers, protocol: string, requestId: string): ServerSpan {
+  const parent = propagation.extract(ROOT_CONTEXT, headers, HEADERS);
+  const span = trace.getTracer(TRACER_NAME).startSpan(
+    `${service}/${method}`,
+    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'connect_rpc', 'rpc.service': service, 'rpc.method': method, [ATTR.protocol]: protocol, [ATTR.requestId]: requestId } },
+    parent,
+  );
+  return {
+    ctx: trace.setSpan(parent, span),
+    end(code, message) {
+      span.setAttribute('rpc.grpc.status_code', code);
+      if (code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message });
+      span.end();
+    },
+  };
+}
 
 /** performance.now() milliseconds -> epoch milliseconds (what span start/end times take). */
 const epoch = (t: number): number => performance.timeOrigin + t;
