@@ -82,6 +82,8 @@ export interface Scorer {
   readonly config: PreferenceConfig;
   /** Where the bundle was loaded from. */
   readonly bundleLocation: string;
+  /** Bytes of the bundle's files, external weights included (0 when the runtime did not say). */
+  readonly bundleBytes: number;
   readonly devices: readonly { readonly device: DeviceState['device']; readonly intraOpThreads: number }[];
   readonly batching: BatchingOptions;
   readonly limits: EngineLimits;
@@ -315,6 +317,7 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   return {
     config: bundle.config,
     bundleLocation: bundle.location,
+    bundleBytes: bundle.sizeBytes ?? 0,
     devices: runners.map((r) => ({ device: r.device, intraOpThreads: r.intraOpThreads })),
     batching,
     limits,

@@ -86,6 +86,8 @@ export interface ModelDescription {
   readonly batching: BatchingOptions;
   readonly limits: LimitsDescription;
   readonly tokenizers: { readonly threads: number; readonly alive: number; readonly restarts: number };
+  /** Bytes of the bundle's files, external weights included (absent or 0 when unknown). */
+  readonly bundleBytes?: number;
 }
 
 export function modelInfoToWire(m: ModelDescription): ModelInfo {
@@ -111,5 +113,6 @@ export function modelInfoToWire(m: ModelDescription): ModelInfo {
     batching: { ...m.batching },
     limits: { ...m.limits },
     tokenizers: { ...m.tokenizers },
+    bundleBytes: m.bundleBytes ?? 0,
   };
 }

@@ -316,6 +316,7 @@ export function createPreferenceCore(scorer: Scorer, opts: ServiceOptions): Pref
         batching: scorer.batching,
         devices: h.devices,
         tokenizers: h.tokenizers,
+        bundleBytes: scorer.bundleBytes,
         limits: {
           maxRowsPerCall: opts.maxRowsPerCall,
           maxRowChars: scorer.limits.maxRowChars,

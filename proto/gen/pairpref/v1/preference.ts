@@ -136,7 +136,14 @@ export interface ModelInfo {
     | Limits
     | undefined;
   /** The tokenizer worker threads (added in 0.2.0). */
-  tokenizers: TokenizerInfo | undefined;
+  tokenizers:
+    | TokenizerInfo
+    | undefined;
+  /**
+   * Bytes of the bundle's files: model.onnx, the external data files its weights are in,
+   * tokenizer.json, tokenizer_config.json and preference.json (0 when unknown).
+   */
+  bundleBytes: number;
 }
 
 export interface Device {
@@ -1111,6 +1118,7 @@ function createBaseModelInfo(): ModelInfo {
     batching: undefined,
     limits: undefined,
     tokenizers: undefined,
+    bundleBytes: 0,
   };
 }
 
@@ -1154,6 +1162,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.tokenizers !== undefined) {
       TokenizerInfo.encode(message.tokenizers, writer.uint32(106).fork()).join();
+    }
+    if (message.bundleBytes !== 0) {
+      writer.uint32(112).uint64(message.bundleBytes);
     }
     return writer;
   },
@@ -1275,6 +1286,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.tokenizers = TokenizerInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.bundleBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1320,6 +1339,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       batching: isSet(object.batching) ? BatchingInfo.fromJSON(object.batching) : undefined,
       limits: isSet(object.limits) ? Limits.fromJSON(object.limits) : undefined,
       tokenizers: isSet(object.tokenizers) ? TokenizerInfo.fromJSON(object.tokenizers) : undefined,
+      bundleBytes: isSet(object.bundleBytes)
+        ? globalThis.Number(object.bundleBytes)
+        : isSet(object.bundle_bytes)
+        ? globalThis.Number(object.bundle_bytes)
+        : 0,
     };
   },
 
@@ -1364,6 +1388,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.tokenizers !== undefined) {
       obj.tokenizers = TokenizerInfo.toJSON(message.tokenizers);
     }
+    if (message.bundleBytes !== 0) {
+      obj.bundleBytes = Math.round(message.bundleBytes);
+    }
     return obj;
   },
 
@@ -1391,6 +1418,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.tokenizers = (object.tokenizers !== undefined && object.tokenizers !== null)
       ? TokenizerInfo.fromPartial(object.tokenizers)
       : undefined;
+    message.bundleBytes = object.bundleBytes ?? 0;
     return message;
   },
 };
