@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Provider } from '../web/src/engine.ts';
+import type { Provider } from '../browser/page-engine.ts';
 import { readRawRows } from '../datasets/arena-file.ts';
 import { buildAndPreview, launchBrowser, openPage } from '../web/harness.ts';
 import { DEFAULT_MODEL_DIR } from '../web/vite.config.ts';
@@ -39,7 +39,8 @@ const web = await buildAndPreview(bundle.dir, outDir);
 const { browser, context } = await launchBrowser({ webgpu: true });
 try {
   for (const provider of ['webgpu', 'wasm'] as const) {
-    const { page, info } = await openPage(context, provider === 'wasm' ? `${web.url}?ep=wasm` : web.url);
+    // ?ep=webgpu: the page's default skips a software adapter (SwiftShader here) for wasm; the bench measures both.
+    const { page, info } = await openPage(context, `${web.url}?ep=${provider}`);
     if (info.provider !== provider) throw new Error(`asked for ${provider}, the page runs ${info.provider}: ${info.fallbackReason}`);
     isolated = await page.evaluate(() => crossOriginIsolated);
     if (provider === 'webgpu') {

@@ -1,20 +1,25 @@
 // Runs a model bundle in the page: runtime/web (onnxruntime-web on WebGPU with a wasm fallback),
 // core/ preprocessing and core's batch path (the server's code, not copies), small padded batches.
-import { validateGraph } from '../../core/graph.ts';
-import { RowInputError } from '../../core/errors.ts';
-import { errorPrediction, scoredPrediction, type Prediction } from '../../core/result.ts';
-import { runBatch } from '../../core/run-batch.ts';
-import { Status } from '../../core/status.ts';
-import type { Comparison, EncodedRow, PreferenceConfig } from '../../core/types.ts';
-import { configureWasm, createSession, fetchBundle, type Provider } from '../../runtime/web/index.ts';
+// The router (router.ts) sends small batches here, and large ones when the sidecar cannot take them.
+import { validateGraph } from '../core/graph.ts';
+import { RowInputError } from '../core/errors.ts';
+import { errorPrediction, scoredPrediction, type Prediction } from '../core/result.ts';
+import { runBatch } from '../core/run-batch.ts';
+import { Status } from '../core/status.ts';
+import type { Comparison, EncodedRow, PreferenceConfig } from '../core/types.ts';
+import { configureWasm, createSession, fetchBundle, providerLabel, type AdapterInfo, type Provider, type ProviderPreference } from '../runtime/web/index.ts';
 
-export type { Provider };
+export type { AdapterInfo, Provider, ProviderPreference };
 
 export interface EngineInfo {
   /** The execution provider every session.run of this page uses. */
   readonly provider: Provider;
   /** Why WebGPU is not used (null when it is). */
   readonly fallbackReason: string | null;
+  /** The browser's WebGPU adapter (null when it has none, or wasm was asked for). */
+  readonly adapter: AdapterInfo | null;
+  /** "WebGPU", "WebGPU (software)" or "wasm (CPU)". */
+  readonly label: string;
   readonly modelName: string;
   readonly modelVersion: string;
   readonly modelBase: string;
@@ -50,8 +55,8 @@ export interface EngineOptions {
   readonly modelBase: string;
   /** Base URL of the onnxruntime-web wasm files, ending in '/'. */
   readonly ortBase: string;
-  /** 'wasm' skips WebGPU (for comparisons); default 'webgpu'. */
-  readonly prefer?: Provider;
+  /** 'auto' (default): WebGPU on a hardware adapter, else wasm; 'webgpu' also on a software adapter; 'wasm' skips WebGPU. */
+  readonly prefer?: ProviderPreference;
   readonly onStatus?: (text: string) => void;
 }
 
@@ -67,12 +72,14 @@ export async function loadEngine(opts: EngineOptions): Promise<Engine> {
   const { config, preprocessor: pre } = bundle;
 
   status('Starting onnxruntime-web…');
-  const session = await createSession(bundle.model, opts.prefer ?? 'webgpu');
+  const session = await createSession(bundle.model, opts.prefer ?? 'auto');
   validateGraph(config, session.signature);
-  const { provider, fallbackReason } = session;
+  const { provider, fallbackReason, adapter } = session;
   const info: EngineInfo = {
     provider,
     fallbackReason,
+    adapter,
+    label: providerLabel(provider, adapter),
     modelName: config.name,
     modelVersion: config.version,
     modelBase: opts.modelBase,

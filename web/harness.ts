@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { build, createServer, preview } from 'vite';
-import type { EngineInfo } from './src/engine.ts';
+import type { EngineInfo } from '../browser/page-engine.ts';
 import { pairprefWebConfig } from './vite.config.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';

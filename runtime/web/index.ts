@@ -11,6 +11,21 @@ import { createTokenizer } from '../../core/tokenizer.ts';
 
 export type Provider = 'webgpu' | 'wasm';
 
+/** What the page asks for: 'auto' is WebGPU on a hardware adapter, else wasm; 'webgpu' takes a software adapter too. */
+export type ProviderPreference = 'auto' | Provider;
+
+/** The WebGPU adapter the browser offers. */
+export interface AdapterInfo {
+  /** vendor, architecture, device and description as GPUAdapterInfo gives them (what is not empty). */
+  readonly description: string;
+  /**
+   * A fallback or software adapter (GPUAdapterInfo.isFallbackAdapter, GPUAdapter.isFallbackAdapter, or
+   * a known CPU implementation: SwiftShader, llvmpipe, lavapipe, WARP): WebGPU emulated on the CPU,
+   * slower than wasm for these models.
+   */
+  readonly software: boolean;
+}
+
 export interface WebBundle extends Bundle {
   /** model.onnx, fetched. */
   readonly model: Uint8Array;
@@ -22,6 +37,14 @@ export interface WebSession extends SessionRun<ort.Tensor> {
   readonly provider: Provider;
   /** Why WebGPU is not used (null when it is). */
   readonly fallbackReason: string | null;
+  /** The browser's WebGPU adapter, when it has one (also when wasm runs). */
+  readonly adapter: AdapterInfo | null;
+}
+
+/** "WebGPU", "WebGPU (software)" or "wasm (CPU)": what the page calls the provider it runs on. */
+export function providerLabel(provider: Provider, adapter: AdapterInfo | null): string {
+  if (provider === 'wasm') return 'wasm (CPU)';
+  return adapter?.software ? 'WebGPU (software)' : 'WebGPU';
 }
 
 export const WEB_TENSORS: TensorMaker<ort.Tensor> = {
@@ -73,28 +96,48 @@ export async function fetchBundle(base: string): Promise<WebBundle> {
   return { location: base, modelPath: `${base}model.onnx`, config, tokenizerJson, tokenizerConfig, preprocessor, model };
 }
 
+/** The parts of GPUAdapter read here (lib.dom of TypeScript 5.9 has no WebGPU types). */
+interface GpuAdapterLike {
+  readonly info?: { readonly vendor?: string; readonly architecture?: string; readonly device?: string; readonly description?: string; readonly isFallbackAdapter?: boolean };
+  /** The older place of the flag (Chrome before GPUAdapterInfo.isFallbackAdapter). */
+  readonly isFallbackAdapter?: boolean;
+}
+
 interface GpuNavigator {
-  readonly gpu?: { requestAdapter(): Promise<unknown> };
+  readonly gpu?: { requestAdapter(): Promise<GpuAdapterLike | null> };
 }
 
-/** Null when a WebGPU adapter exists, else why not (shown on the page). */
-async function webgpuMissingReason(): Promise<string | null> {
+/** CPU implementations of WebGPU/Vulkan/D3D12 by the names their adapters give. */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|\bwarp\b|basic render|software/i;
+
+/** An adapter's identity and whether it is a software one. */
+export function describeAdapter(a: GpuAdapterLike): AdapterInfo {
+  const i = a.info ?? {};
+  const description = [i.vendor, i.architecture, i.device, i.description].filter((x): x is string => typeof x === 'string' && x !== '').join(' ') || 'unknown adapter';
+  const software = i.isFallbackAdapter === true || a.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(description);
+  return { description, software };
+}
+
+/** The browser's WebGPU adapter, or why there is none (shown on the page). */
+async function webgpuAdapter(): Promise<{ adapter: AdapterInfo } | { missing: string }> {
   const gpu = (navigator as Navigator & GpuNavigator).gpu;
-  if (gpu === undefined) return 'this browser does not expose WebGPU (navigator.gpu is undefined)';
+  if (gpu === undefined) return { missing: 'this browser does not expose WebGPU (navigator.gpu is undefined)' };
   try {
-    if ((await gpu.requestAdapter()) === null) return 'navigator.gpu.requestAdapter() found no GPU adapter';
+    const a = await gpu.requestAdapter();
+    if (a === null) return { missing: 'navigator.gpu.requestAdapter() found no GPU adapter' };
+    return { adapter: describeAdapter(a) };
   } catch (e) {
-    return `navigator.gpu.requestAdapter() failed: ${e instanceof Error ? e.message : String(e)}`;
+    return { missing: `navigator.gpu.requestAdapter() failed: ${e instanceof Error ? e.message : String(e)}` };
   }
-  return null;
 }
 
-function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason: string | null): WebSession {
+function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason: string | null, adapter: AdapterInfo | null): WebSession {
   return {
     tensors: WEB_TENSORS,
     signature: signatureOf(session),
     provider,
     fallbackReason,
+    adapter,
     async run(feeds, output): Promise<OutputTensor> {
       const t = (await session.run(feeds, [output]))[output];
       if (!t) throw new Error(`the model returned no "${output}" output`);
@@ -106,18 +149,31 @@ function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason:
   };
 }
 
-/** WebGPU when the browser has an adapter and the session starts on it, else wasm (and why). */
-export async function createSession(model: Uint8Array, prefer: Provider): Promise<WebSession> {
-  let fallbackReason = prefer === 'wasm' ? 'wasm was requested (?ep=wasm)' : await webgpuMissingReason();
+/**
+ * WebGPU when the browser has an adapter and the session starts on it, else wasm (and why). With
+ * 'auto' a software adapter counts as none: emulated on the CPU, WebGPU is slower than wasm (one
+ * short row took 24 s on SwiftShader's WebGPU and 0.56 s on wasm); 'webgpu' uses it anyway.
+ */
+export async function createSession(model: Uint8Array, prefer: ProviderPreference): Promise<WebSession> {
+  const probe = prefer === 'wasm' ? null : await webgpuAdapter();
+  const adapter = probe && 'adapter' in probe ? probe.adapter : null;
+  let fallbackReason: string | null =
+    probe === null
+      ? 'wasm was requested (?ep=wasm)'
+      : 'missing' in probe
+        ? probe.missing
+        : prefer === 'auto' && probe.adapter.software
+          ? `the only WebGPU adapter is a software one (${probe.adapter.description}), which is slower than wasm; ?ep=webgpu uses it anyway`
+          : null;
   if (fallbackReason === null) {
     try {
       // webgpu only: a session that silently fell back would misreport the provider.
       const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-      return wrap(session, 'webgpu', null);
+      return wrap(session, 'webgpu', null, adapter);
     } catch (e) {
       fallbackReason = `the WebGPU session failed to start: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
   const session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  return wrap(session, 'wasm', fallbackReason);
+  return wrap(session, 'wasm', fallbackReason, adapter);
 }

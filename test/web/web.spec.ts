@@ -15,7 +15,7 @@ import { loadBundle } from '../../runtime/node/index.ts';
 import { probsOf, type Prediction } from '../../core/result.ts';
 import { serveModel } from '../../cli/wiring.ts';
 import type { RunningServer } from '../../server/server.ts';
-import type { EngineInfo, ScoredRow } from '../../web/src/engine.ts';
+import type { EngineInfo, ScoredRow } from '../../browser/page-engine.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { referenceFor } from '../helpers/reference.ts';
 import { readArena, type RawRow } from '../helpers/shared-data.ts';
@@ -109,7 +109,8 @@ describe('browser demo, WebGPU', () => {
   before(async () => {
     const { browser, context } = await launchBrowser({ webgpu: true });
     cleanup.push(() => browser.close());
-    const opened = await openPage(context, web.url);
+    // ?ep=webgpu: the only adapter here is SwiftShader's, a software one the page would skip for wasm.
+    const opened = await openPage(context, `${web.url}?ep=webgpu`);
     page = opened.page;
     errors = opened.errors;
     assert.equal(opened.info.provider, 'webgpu', `expected the WebGPU provider, fell back: ${opened.info.fallbackReason}`);
@@ -143,7 +144,7 @@ describe('browser demo, WebGPU', () => {
     assert.match(verdict, /^(Response A wins|Response B wins|Tie)$/);
     assert.equal(await card.locator('.bar-row').count(), 3);
     assert.match((await card.locator('.bars').textContent()) ?? '', /Response A.*%.*Response B.*%.*Tie.*%/s);
-    assert.match((await card.locator('.meta').textContent()) ?? '', /webgpu.*ms/);
+    assert.match((await card.locator('.meta').textContent()) ?? '', /page · WebGPU \(software\).*ms/);
     await page.screenshot({ path: join(artifacts, 'web-webgpu-typed.png'), fullPage: true });
   });
 
@@ -183,7 +184,7 @@ describe('browser demo, WebGPU unavailable', () => {
     await page.click('#example');
     await page.click('#score');
     await page.waitForFunction(() => window.pairpref!.lastResults.length === 1, undefined, { timeout: 120_000 });
-    assert.match((await page.locator('#results .result .meta').textContent()) ?? '', /wasm/);
+    assert.match((await page.locator('#results .result .meta').textContent()) ?? '', /page · wasm \(CPU\)/);
     await page.screenshot({ path: join(artifacts, 'web-wasm-fallback.png'), fullPage: true });
     assert.deepEqual(realErrors(errors), []);
   });

@@ -1,18 +1,29 @@
-// Wires the page: loads the engine, scores the typed comparison or a CSV, shows results and
-// errors, and exposes window.pairpref for tests and benchmarks.
+// Wires the page: loads the engine, routes each batch (browser/router.ts: the sidecar for batches over
+// localMaxRows when one is set and reachable, else the page), shows results with where each row ran,
+// errors and notices, offers the results as CSV, and exposes window.pairpref for tests and benchmarks.
+import type { EngineInfo, ScoredRow, ScoreOptions } from '../../browser/page-engine.ts';
+import { loadEngine, type Engine } from '../../browser/page-engine.ts';
+import { createRouter, type RoutedResult, type RoutedRow, type Router, type RouteReport } from '../../browser/router.ts';
+import { connectSidecar } from '../../browser/sidecar.ts';
 import type { Comparison } from '../../core/types.ts';
 import { comparisonsFromCsv, CsvInputError } from './csv.ts';
-import { loadEngine, type Engine, type EngineInfo, type ScoredRow, type ScoreOptions } from './engine.ts';
-import { renderResults, summaryText } from './render.ts';
+import { renderResults, summaryText, type WhereLabel } from './render.ts';
+import { resultsCsv } from './results-csv.ts';
 import { createTurnsForm, FormInputError } from './turns-form.ts';
 
 /** The test/benchmark hook; numbers come from here, never from the DOM. */
 export interface PairprefHook {
   /** Resolves when the model is loaded (rejects when it cannot be). */
   readonly ready: Promise<EngineInfo>;
+  /** Scores in the page alone (no routing): benchmarks and parity tests. */
   scoreRows(rows: readonly Comparison[], opts?: Pick<ScoreOptions, 'maxBatch'>): Promise<ScoredRow[]>;
-  /** Results of the last scoring started from the UI. */
-  lastResults: readonly ScoredRow[];
+  /** What the Score button and a CSV do: the router's one call. */
+  route(rows: readonly Comparison[]): Promise<RoutedResult>;
+  /** Sets (or, with null or '', clears) the sidecar URL and checks it; resolves with its status. */
+  setSidecar(url: string | null): Promise<ReturnType<Router['status']>>;
+  /** Results of the last scoring started from the UI, and how it was routed. */
+  lastResults: readonly RoutedRow[];
+  lastReport: RouteReport | null;
 }
 
 declare global {
@@ -24,14 +35,18 @@ declare global {
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
 const params = new URLSearchParams(location.search);
-// ?model=<url of a bundle directory> picks another bundle; ?ep=wasm skips WebGPU.
+// ?model=<url of a bundle directory> picks another bundle; ?ep=wasm skips WebGPU, ?ep=webgpu uses a
+// software adapter too; ?sidecar=<url of pairpref serve --http-port> fills the sidecar field.
 const modelParam = params.get('model');
 const modelBase = new URL(modelParam === null ? './model/' : modelParam.endsWith('/') ? modelParam : `${modelParam}/`, document.baseURI).href;
 const ortBase = new URL('./ort/', document.baseURI).href;
+const ep = params.get('ep');
+const prefer = ep === 'wasm' || ep === 'webgpu' ? ep : 'auto';
 
 const engineBox = $('engine');
 const engineText = $('engine-text');
 const fallback = $('fallback');
+const routeNotice = $('route-notice');
 const errorBox = $('error');
 const errorText = $('error-text');
 const scoreButton = $<HTMLButtonElement>('score');
@@ -40,6 +55,9 @@ const drop = $('drop');
 const resultsPanel = $('results-panel');
 const results = $('results');
 const summary = $('summary');
+const download = $<HTMLButtonElement>('download');
+const sidecarInput = $<HTMLInputElement>('sidecar-url');
+const sidecarStatus = $('sidecar-status');
 const form = createTurnsForm($('turns'));
 
 const errorTitle = $('error-title');
@@ -54,6 +72,7 @@ function clearError(): void {
 $('error-close').addEventListener('click', clearError);
 
 let engine: Engine | null = null;
+let router: Router | null = null;
 let busy = false;
 function setBusy(b: boolean): void {
   busy = b;
@@ -62,20 +81,51 @@ function setBusy(b: boolean): void {
   csvInput.disabled = b || engine === null;
 }
 
-const ready = loadEngine({ modelBase, ortBase, prefer: params.get('ep') === 'wasm' ? 'wasm' : 'webgpu', onStatus: (t) => (engineText.textContent = t) });
+const where: WhereLabel = (r) => (r.scoredBy === 'sidecar' ? 'sidecar' : `page · ${engine?.info.label ?? r.provider ?? ''}`);
+
+function showSidecarStatus(s: ReturnType<Router['status']>): void {
+  sidecarStatus.dataset['state'] = s.state;
+  sidecarStatus.textContent =
+    s.state === 'none'
+      ? 'Not set: every row is scored in this page.'
+      : s.state === 'reachable'
+        ? `Reachable: ${s.detail}. Batches of more than ${router?.localMaxRows ?? 8} rows go there.`
+        : s.state === 'unreachable'
+          ? `Not reachable: ${s.detail}. Rows are scored in this page.`
+          : `Checking ${s.detail}…`;
+}
+
+/** A router over the engine and the sidecar in the field (none when it is empty). */
+async function configureSidecar(url: string | null): Promise<ReturnType<Router['status']>> {
+  const e = await ready;
+  const trimmed = (url ?? '').trim();
+  sidecarInput.value = trimmed;
+  router = createRouter({ page: e, sidecar: trimmed === '' ? null : connectSidecar({ url: trimmed }) });
+  showSidecarStatus(router.status());
+  await router.check();
+  showSidecarStatus(router.status());
+  return router.status();
+}
+
+const ready = loadEngine({ modelBase, ortBase, prefer, onStatus: (t) => (engineText.textContent = t) });
 ready.then(
   (e) => {
     engine = e;
     const { info } = e;
     engineBox.dataset['state'] = info.provider;
     engineBox.dataset['provider'] = info.provider;
-    engineText.textContent = `${info.modelName} ${info.modelVersion} · ${info.provider === 'webgpu' ? 'WebGPU' : 'wasm (CPU)'}`;
-    engineBox.title = `bundle ${info.modelBase}, loaded in ${Math.round(info.loadMs)} ms`;
+    engineBox.dataset['software'] = String(info.adapter?.software ?? false);
+    engineText.textContent = `${info.modelName} ${info.modelVersion} · ${info.label}`;
+    engineBox.title = `bundle ${info.modelBase}, loaded in ${Math.round(info.loadMs)} ms${info.adapter ? `; WebGPU adapter: ${info.adapter.description}${info.adapter.software ? ' (software)' : ''}` : ''}`;
     if (info.fallbackReason !== null) {
-      fallback.textContent = `Running on wasm (CPU) instead of WebGPU: ${info.fallbackReason}. Results are the same; scoring is slower.`;
+      // A software adapter is skipped because wasm is faster on it; a missing one costs speed on a machine with a GPU.
+      fallback.textContent = info.adapter?.software
+        ? `Running on wasm (CPU): the only WebGPU adapter here is WebGPU (software) (${info.adapter.description}, a GPU emulated on the CPU), which is slower than wasm. Add ?ep=webgpu to the address to use it anyway.`
+        : `Running on wasm (CPU) instead of WebGPU: ${info.fallbackReason}. Results are the same (within 1e-3); WebGPU on a hardware GPU is usually faster.`;
       fallback.hidden = false;
     }
     setBusy(false);
+    void configureSidecar(params.get('sidecar'));
   },
   (err: unknown) => {
     engineBox.dataset['state'] = 'failed';
@@ -84,30 +134,57 @@ ready.then(
   },
 );
 
+function showRoute(report: RouteReport): void {
+  if (report.fallback === null) {
+    routeNotice.hidden = true;
+    return;
+  }
+  routeNotice.textContent = `The sidecar did not score this batch (${report.fallback}). ${report.fallbackRows} row${report.fallbackRows === 1 ? ' was' : 's were'} scored in this page on ${engine?.info.label ?? 'the page'} instead.`;
+  routeNotice.hidden = false;
+  if (router) showSidecarStatus(router.status());
+}
+
 async function scoreFromUi(rows: readonly Comparison[]): Promise<void> {
-  if (engine === null || busy) return;
+  if (engine === null || router === null || busy) return;
   clearError();
   setBusy(true);
+  download.hidden = true;
   resultsPanel.hidden = false;
   results.replaceChildren();
   resultsPanel.scrollIntoView({ block: 'start' });
   summary.textContent = `Scoring ${rows.length} row${rows.length === 1 ? '' : 's'}…`;
   try {
-    const scored = await engine.scoreRows(rows, {
-      onBatch: (done, total) => {
-        renderResults(results, done);
-        summary.textContent = summaryText(done, total);
+    const routed = await router.scoreRows(rows, {
+      onProgress: (done) => {
+        renderResults(results, done, rows, where);
+        summary.textContent = summaryText(done, rows.length);
       },
     });
-    hook.lastResults = scored;
-    const failed = scored.filter((r) => r.error);
-    if (failed.length > 0) showError(`${failed.length} of ${scored.length} rows could not be scored; see the rows marked "Not scored". First: ${failed[0]!.error!.message}`);
+    renderResults(results, routed.rows, rows, where);
+    summary.textContent = summaryText(routed.rows, rows.length);
+    hook.lastResults = routed.rows;
+    hook.lastReport = routed.report;
+    showRoute(routed.report);
+    download.hidden = false;
+    const failed = routed.rows.filter((r) => r.error);
+    if (failed.length > 0) showError(`${failed.length} of ${routed.rows.length} rows could not be scored; see the rows marked "Not scored". First: ${failed[0]!.error!.message}`);
   } catch (e) {
     showError(`Scoring failed: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     setBusy(false);
   }
 }
+
+download.addEventListener('click', () => {
+  const blob = new Blob([resultsCsv(hook.lastResults)], { type: 'text/csv' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = 'pairpref-results.csv';
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+});
+
+sidecarInput.addEventListener('change', () => void configureSidecar(sidecarInput.value));
 
 $('pair-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -163,6 +240,13 @@ drop.addEventListener('drop', (ev) => {
 const hook: PairprefHook = {
   ready: ready.then((e) => e.info),
   scoreRows: async (rows, opts) => (await ready).scoreRows(rows, opts),
+  route: async (rows) => {
+    await ready;
+    while (router === null) await new Promise((r) => setTimeout(r, 10));
+    return router.scoreRows(rows);
+  },
+  setSidecar: (url) => configureSidecar(url),
   lastResults: [],
+  lastReport: null,
 };
 window.pairpref = hook;
