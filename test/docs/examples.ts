@@ -10,7 +10,7 @@
 //         package's declarations, then its types stripped (typescript's transpileModule) and run
 //         like .mjs: the README's TypeScript is what a user's strict project compiles;
 //   .sh   `bash -eo pipefail` in an empty directory, with `pairpref` (and `npx pairpref`) running this
-//         repository's CLI, models/ and examples/ linked in.
+//         repository's CLI, models/, examples/ and test/fixtures/hf/ linked in.
 // Every example gets PAIRPREF_TARGET=HOST:PORT of a running `pairpref serve`, so examples read the
 // target from it with 127.0.0.1:50051 as the default and stay copy-pasteable.
 import assert from 'node:assert/strict';
@@ -157,6 +157,9 @@ function shellWorkdir(): { cwd: string; bin: string } {
   chmodSync(shim, 0o755);
   // Examples may name the repository's model and sample files by their paths in a clone.
   for (const dir of ['models', 'examples']) if (existsSync(join(REPO_ROOT, dir))) symlinkSync(join(REPO_ROOT, dir), join(cwd, dir));
+  // ... and the Hugging Face-shaped fixtures the "Bring your own model" examples start from.
+  mkdirSync(join(cwd, 'test', 'fixtures'), { recursive: true });
+  symlinkSync(join(REPO_ROOT, 'test', 'fixtures', 'hf'), join(cwd, 'test', 'fixtures', 'hf'));
   return { cwd, bin };
 }
 

@@ -16,8 +16,17 @@ const README = join(REPO_ROOT, 'README.md');
 /** Markdown files whose marked examples are run. */
 const DOCS = [README, join(PACKAGE_DIR, 'README.md')];
 
+/** A "Bring your own model" example: eval of its bundle on the six labeled sample rows. */
+const byomEval = (r: ExampleRun): void => {
+  assert.match(r.stdout, /^n\s+6$/m, 'eval reports the six labeled rows');
+  assert.match(r.stdout, /^log loss\s+\d/m);
+};
+
 /** What each required example (FILE NAME) must print beyond exiting 0. Examples not listed here only have to exit 0. */
 const CHECKS: Record<string, (r: ExampleRun) => void> = {
+  'README.md byom-gemma-seq-cls.sh': byomEval,
+  'README.md byom-llama-seq-cls.sh': byomEval,
+  'README.md byom-label-token.sh': byomEval,
   'README.md sdk-score.mjs': (r) => {
     assert.match(r.stdout, /^model fixture test$/m, 'prints the model name and version');
     assertPredictions(parsePredictionLines(r.stdout), ['q1', 'q2'], 'sdk-score.mjs');
