@@ -90,6 +90,7 @@ export function collectOrigins(value: string, previous: string[]): string[] {
       } catch {
         throw new InvalidArgumentError(`--http-cors-origin: "${v}" is not an origin such as http://localhost:5173`);
       }
+      if (u.origin === 'null') throw new InvalidArgumentError(`--http-cors-origin: "${v}" is not an origin such as http://localhost:5173`);
       if (u.origin !== v) throw new InvalidArgumentError(`--http-cors-origin: "${v}" is not an origin (write it as ${u.origin}: scheme, host and port only)`);
     }
     out.push(v);

@@ -15,6 +15,7 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Client, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { credentials, Metadata } from '@grpc/grpc-js';
+import { collectOrigins } from '../../cli/serve.ts';
 import { loadNodeScorer, serveModel } from '../../cli/wiring.ts';
 import { PairwisePreferenceClient, type Comparison, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
 import { ComparisonSchema, PairwisePreference, type Prediction as EsPrediction } from '../../proto/gen-es/pairpref/v1/preference_pb.ts';
@@ -398,5 +399,14 @@ describe('loading, health and the drain on the HTTP port', () => {
     assert.ok(answers.length > 0 && answers.length < 400, `${answers.length} rows answered before the drain ended the stream`);
     for (const p of answers) assert.equal(p.error, undefined);
     await assert.rejects(fetch(`${base}/healthz`), 'the listener is closed');
+  });
+});
+
+describe('--http-cors-origin', () => {
+  test('origins comma-separated or repeated, or *; a URL with a path or a non-URL is a usage error', () => {
+    assert.deepEqual(collectOrigins('http://localhost:5173, https://app.example', []), ['http://localhost:5173', 'https://app.example']);
+    assert.deepEqual(collectOrigins('*', ['http://a.test']), ['http://a.test', '*']);
+    assert.throws(() => collectOrigins('http://localhost:5173/page', []), /not an origin \(write it as http:\/\/localhost:5173/);
+    assert.throws(() => collectOrigins('localhost:5173x', []), /not an origin/);
   });
 });
