@@ -4,7 +4,7 @@
 // where Connect's bidirectional ScoreStream works too. It drains with the gRPC port: health says
 // NOT_SERVING first, then new calls are refused and the listener closes, in-flight calls finish up
 // to the timeout, then they are cancelled and the connections closed.
-import { cors as connectCors } from '@connectrpc/connect';
+import { Code, ConnectError, cors as connectCors } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
@@ -157,7 +157,7 @@ export async function startHttpPort(o: HttpPortOptions): Promise<HttpPort> {
           clearTimeout(timer);
           idle = null;
           if (cancelled) {
-            abort.abort();
+            abort.abort(new ConnectError('pairpref is shutting down: the call ran past the drain timeout', Code.Unavailable));
             // Give the cancelled handlers a moment to send their status before the sockets go.
             setTimeout(terminate, 200).unref();
           } else {

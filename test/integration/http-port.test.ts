@@ -402,6 +402,18 @@ describe('loading, health and the drain on the HTTP port', () => {
   });
 });
 
+describe('the drain timeout on the HTTP port', () => {
+  test('a call still running at the timeout is cancelled, and close() says so', async () => {
+    const server = await serveModel({ modelDir: bundle, port: 0, devices: 'cpu', intraOpThreads: 1, httpPort: 0, maxRowsPerCall: 3000 });
+    const connect = createClient(PairwisePreference, createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: '1.1', useBinaryFormat: true }));
+    const call = connectCode(connect.score({ comparisons: esRows(synthRows(3000, 'slow')) }));
+    while (server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows === 0) await new Promise((r) => setTimeout(r, 5));
+    const { cancelled } = await server.close({ graceMs: 0, timeoutMs: 100 });
+    assert.equal(cancelled, true);
+    await call;
+  });
+});
+
 describe('--http-cors-origin', () => {
   test('origins comma-separated or repeated, or *; a URL with a path or a non-URL is a usage error', () => {
     assert.deepEqual(collectOrigins('http://localhost:5173, https://app.example', []), ['http://localhost:5173', 'https://app.example']);
