@@ -271,7 +271,7 @@ describe('a label-token bundle in the page', () => {
       cleanup.push(() => dev.close());
       const { browser, context } = await launchBrowser({ webgpu });
       cleanup.push(() => browser.close());
-      const { page, info } = await openPage(context, dev.url);
+      const { page, info } = await openPage(context, webgpu ? `${dev.url}?ep=webgpu` : dev.url);
       assert.equal(info.provider, webgpu ? 'webgpu' : 'wasm', `provider: ${info.fallbackReason}`);
       const some = rows.slice(0, 6);
       const got = await scoreInPage(page, some);
