@@ -72,7 +72,7 @@ export async function loadEngine(opts: EngineOptions): Promise<Engine> {
   const { config, preprocessor: pre } = bundle;
 
   status('Starting onnxruntime-web…');
-  const session = await createSession(bundle.model, opts.prefer ?? 'auto');
+  const session = await createSession(bundle.model, opts.prefer ?? 'auto', bundle);
   validateGraph(config, session.signature);
   const { provider, fallbackReason, adapter } = session;
   const info: EngineInfo = {

@@ -3,11 +3,14 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import type { TensorMaker } from '../../core/feeds.ts';
+import { planServedGraph, type GraphPlan } from '../../core/graph-edit.ts';
 import { signatureOf, type GraphSignature } from '../../core/graph.ts';
+import { byteSource, externalDataFiles, OnnxFormatError, readOnnxModel } from '../../core/onnx-proto.ts';
 import { createPreprocessor } from '../../core/preprocess.ts';
 import type { OutputTensor, SessionRun } from '../../core/run-batch.ts';
 import type { Bundle } from '../../core/runtime.ts';
 import { createTokenizer } from '../../core/tokenizer.ts';
+import type { PreferenceConfig } from '../../core/types.ts';
 
 export type Provider = 'webgpu' | 'wasm';
 
@@ -29,6 +32,12 @@ export interface AdapterInfo {
 export interface WebBundle extends Bundle {
   /** model.onnx, fetched. */
   readonly model: Uint8Array;
+  /**
+   * The external data files model.onnx keeps its weights in (checked to be there), as
+   * onnxruntime-web's externalData option takes them: their path in the model and their URL, which
+   * onnxruntime-web fetches itself.
+   */
+  readonly externalData: ReadonlyArray<{ readonly path: string; readonly data: string }>;
 }
 
 export interface WebSession extends SessionRun<ort.Tensor> {
@@ -93,7 +102,37 @@ export async function fetchBundle(base: string): Promise<WebBundle> {
   const config = resolvePreferenceConfig(prefJson);
   const preprocessor = createPreprocessor(config, createTokenizer(tokenizerJson, tokenizerConfig));
   const model = new Uint8Array(await modelRes!.arrayBuffer());
-  return { location: base, modelPath: `${base}model.onnx`, config, tokenizerJson, tokenizerConfig, preprocessor, model };
+  const externalData = await externalDataOf(base, model);
+  return { location: base, modelPath: `${base}model.onnx`, config, tokenizerJson, tokenizerConfig, preprocessor, model, externalData };
+}
+
+/** The external data files of a fetched model.onnx, each checked to be there (a HEAD request) and named when it is not. */
+async function externalDataOf(base: string, model: Uint8Array): Promise<WebBundle['externalData']> {
+  let files;
+  try {
+    files = externalDataFiles(readOnnxModel(byteSource(model)).graph);
+  } catch (e) {
+    if (e instanceof OnnxFormatError) return []; // onnxruntime-web says what is wrong when the session opens
+    throw e;
+  }
+  return Promise.all(
+    files.map(async (f) => {
+      if (f.location === '' || f.location.startsWith('/') || f.location.split(/[\\/]/).includes('..') || /^[a-z]+:/i.test(f.location)) {
+        throw new Error(`model.onnx keeps ${f.tensors} tensor(s) in external data "${f.location}", which is not a file of the bundle`);
+      }
+      const url = `${base}${f.location}`;
+      const missing = `model.onnx keeps ${f.tensors} tensor(s) in the external data file "${f.location}", which cannot be fetched from ${url}`;
+      let res: Response;
+      try {
+        res = await fetch(url, { method: 'HEAD' });
+      } catch (e) {
+        throw new Error(`${missing}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      // A server without HEAD (405) is left to onnxruntime-web's own fetch; an SPA fallback's index.html is a missing file.
+      if ((!res.ok && res.status !== 405) || (res.headers.get('content-type') ?? '').includes('text/html')) throw new Error(`${missing}: HTTP ${res.status}`);
+      return { path: f.location, data: url };
+    }),
+  );
 }
 
 /** The parts of GPUAdapter read here (lib.dom of TypeScript 5.9 has no WebGPU types). */
@@ -131,10 +170,11 @@ async function webgpuAdapter(): Promise<{ adapter: AdapterInfo } | { missing: st
   }
 }
 
-function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason: string | null, adapter: AdapterInfo | null): WebSession {
+function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason: string | null, adapter: AdapterInfo | null, plan: GraphPlan | null): WebSession {
   return {
     tensors: WEB_TENSORS,
-    signature: signatureOf(session),
+    signature: plan ? plan.signature : signatureOf(session),
+    graph: plan ? plan.served : { inputs: [...session.inputNames], output: null, labelLogits: false, labelPositions: null },
     provider,
     fallbackReason,
     adapter,
@@ -154,7 +194,20 @@ function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason:
  * 'auto' a software adapter counts as none: emulated on the CPU, WebGPU is slower than wasm (one
  * short row took 24 s on SwiftShader's WebGPU and 0.56 s on wasm); 'webgpu' uses it anyway.
  */
-export async function createSession(model: Uint8Array, prefer: ProviderPreference): Promise<WebSession> {
+export async function createSession(
+  model: Uint8Array,
+  prefer: ProviderPreference,
+  bundle?: { readonly config: PreferenceConfig; readonly externalData?: WebBundle['externalData'] },
+): Promise<WebSession> {
+  // The graph served is the one the server serves (core/graph-edit.ts): label-token gather, bfloat16 cast.
+  let plan: GraphPlan | null = null;
+  try {
+    plan = bundle ? planServedGraph(byteSource(model), bundle.config) : null;
+  } catch (e) {
+    if (!(e instanceof OnnxFormatError)) throw e;
+  }
+  const bytes = plan?.bytes ?? model;
+  const external = bundle?.externalData?.length ? { externalData: bundle.externalData.map((f) => ({ path: f.path, data: f.data })) } : {};
   const probe = prefer === 'wasm' ? null : await webgpuAdapter();
   const adapter = probe && 'adapter' in probe ? probe.adapter : null;
   let fallbackReason: string | null =
@@ -168,12 +221,12 @@ export async function createSession(model: Uint8Array, prefer: ProviderPreferenc
   if (fallbackReason === null) {
     try {
       // webgpu only: a session that silently fell back would misreport the provider.
-      const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-      return wrap(session, 'webgpu', null, adapter);
+      const session = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...external });
+      return wrap(session, 'webgpu', null, adapter, plan);
     } catch (e) {
       fallbackReason = `the WebGPU session failed to start: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
-  const session = await ort.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-  return wrap(session, 'wasm', fallbackReason, adapter);
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', logSeverityLevel: 3, ...external });
+  return wrap(session, 'wasm', fallbackReason, adapter, plan);
 }
