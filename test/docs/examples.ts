@@ -12,7 +12,8 @@
 //   .sh   `bash -eo pipefail` in an empty directory, with `pairpref` (and `npx pairpref`) running this
 //         repository's CLI, models/, examples/ and test/fixtures/hf/ linked in.
 // Every example gets PAIRPREF_TARGET=HOST:PORT of a running `pairpref serve`, so examples read the
-// target from it with 127.0.0.1:50051 as the default and stay copy-pasteable.
+// target from it with 127.0.0.1:50051 as the default and stay copy-pasteable; and, when that server has
+// --http-port, PAIRPREF_HTTP=HOST:PORT of its HTTP port (Connect, gRPC-Web, JSON: the curl examples).
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -74,7 +75,14 @@ export interface ExampleContext {
   readonly projectDir: string;
   /** HOST:PORT of a running server. */
   readonly target: string;
+  /** HOST:PORT of its --http-port, when it has one. */
+  readonly http?: string;
   readonly timeoutMs?: number;
+}
+
+/** What every example finds in its environment: where the server is. */
+function serverEnv(ctx: ExampleContext): Record<string, string> {
+  return { PAIRPREF_TARGET: ctx.target, ...(ctx.http !== undefined ? { PAIRPREF_HTTP: ctx.http } : {}) };
 }
 
 export interface ExampleRun extends Run {
@@ -141,7 +149,7 @@ export function stripTypes(code: string, fileName: string): string {
 }
 
 async function runNodeExample(file: string, ctx: ExampleContext): Promise<ExampleRun> {
-  const r = await run(process.execPath, [file], { cwd: ctx.projectDir, env: plainNodeEnv({ PAIRPREF_TARGET: ctx.target }), timeoutMs: ctx.timeoutMs ?? 60_000 });
+  const r = await run(process.execPath, [file], { cwd: ctx.projectDir, env: plainNodeEnv(serverEnv(ctx)), timeoutMs: ctx.timeoutMs ?? 60_000 });
   return { ...r, cwd: ctx.projectDir };
 }
 
@@ -182,7 +190,7 @@ export async function runExample(ex: Example, ctx: ExampleContext): Promise<Exam
     case '.sh': {
       const { cwd, bin } = shellWorkdir();
       const prelude = 'npx() { if [ "$1" = pairpref ]; then shift; pairpref "$@"; else command npx "$@"; fi; }\n';
-      const env = plainNodeEnv({ PAIRPREF_TARGET: ctx.target, PATH: `${bin}:${process.env.PATH ?? ''}` });
+      const env = plainNodeEnv({ ...serverEnv(ctx), PATH: `${bin}:${process.env.PATH ?? ''}` });
       const r = await run('bash', ['-eo', 'pipefail', '-c', prelude + ex.code], { cwd, env, timeoutMs: ctx.timeoutMs ?? 60_000 });
       return { ...r, cwd };
     }

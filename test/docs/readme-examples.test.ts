@@ -45,6 +45,13 @@ const CHECKS: Record<string, (r: ExampleRun) => void> = {
     assert.match(r.stdout, /^log loss\s+\d/m);
   },
   'packages/client/README.md score.mjs': (r) => assertPredictions(parsePredictionLines(r.stdout), ['q1'], 'score.mjs'),
+  'README.md http-curl.sh': (r) => {
+    const [score, info, health] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const predictions = (score?.['predictions'] ?? []) as Array<{ id: string; winnerModelA: number; winnerModelB: number; winnerTie: number }>;
+    assertPredictions(new Map(predictions.map((p) => [p.id, [p.winnerModelA, p.winnerModelB, p.winnerTie]] as const)), ['1'], 'http-curl.sh Score');
+    assert.equal(info?.['name'], 'fixture', 'GetModelInfo names the model');
+    assert.deepEqual(health, { status: 'SERVING' });
+  },
   'README.md cli-score.sh': (r) => {
     const lines = readFileSync(join(r.cwd, 'scores.csv'), 'utf8').trim().split('\n');
     assert.equal(lines[0], 'id,winner_model_a,winner_model_b,winner_tie');
@@ -82,15 +89,17 @@ describe('README examples: run against pairpref serve', { timeout: 600_000 }, ()
   const tmp = mkdtempSync(join(tmpdir(), 'pairpref-readme-'));
   let server: ServeChild;
   let target = '';
+  let http = '';
   let projectDir = '';
   const examples: Array<Example & { doc: string }> = DOCS.flatMap((doc) => extractExamples(readFileSync(doc, 'utf8')).map((e) => ({ ...e, doc: relative(REPO_ROOT, doc) })));
 
   before(async () => {
-    server = spawnServe(['--model', writeFixtureBundle(mkdtempSync(join(tmp, 'bundle-'))).dir, '--intra-op-threads', '1']);
+    server = spawnServe(['--model', writeFixtureBundle(mkdtempSync(join(tmp, 'bundle-'))).dir, '--intra-op-threads', '1', '--http-port', '0']);
     const packed = await packSdk(join(tmp, 'pack'));
     projectDir = join(tmp, 'project');
     await installSdk(packed.tarball, projectDir);
     target = (await server.waitFor(/serving .* on (\S+) \(devices: /))[1]!;
+    http = (await server.waitFor(/HTTP \(Connect, gRPC-Web, JSON\) on http:\/\/(\S+)/))[1]!;
   });
   after(() => {
     killChildren();
@@ -99,7 +108,7 @@ describe('README examples: run against pairpref serve', { timeout: 600_000 }, ()
 
   for (const ex of examples) {
     test(`${ex.name} (${ex.doc} line ${ex.line})`, async () => {
-      const r = await runExample(ex, { projectDir, target });
+      const r = await runExample(ex, { projectDir, target, http });
       assert.equal(r.code, 0, `${ex.doc} ${ex.name} failed (exit ${r.code})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
       CHECKS[`${ex.doc} ${ex.name}`]?.(r);
     });
