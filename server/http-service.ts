@@ -50,12 +50,15 @@ function toConnectError(e: unknown): ConnectError {
 }
 
 /**
- * The client's deadline has passed. A client whose deadline passes hangs up, which the server may see
- * before its own deadline timer fires; the clock tells the two apart (as on the gRPC port).
+ * A client whose deadline passes hangs up, which the server sees before its own deadline timer fires
+ * (the server's clock started when the request arrived, later than the client's): a hang-up this close
+ * to the deadline counts as the deadline. The gRPC port tells the two apart by the clock too.
  */
+const DEADLINE_SLACK_MS = 25;
+
 function pastDeadline(ctx: HandlerContext): boolean {
   const left = ctx.timeoutMs();
-  return left !== undefined && left <= 1;
+  return left !== undefined && left <= DEADLINE_SLACK_MS;
 }
 
 /** How a call ended: the error it was aborted with, else OK when the handler said so, else the client went away. */
