@@ -2,7 +2,7 @@
 // against, the fixed-padding baseline and the graph-optimisation / token-budget sweeps. Batches go
 // through core's batch path (prepareBatch, session.run, headProbs) with runtime/node's sessions.
 import type { Tensor } from 'onnxruntime-node';
-import { headProbs, prepareBatch, runPrepared, type OutputTensor, type PreparedBatch } from '../core/run-batch.ts';
+import { batchProbs, outputOf, prepareBatch, runPrepared, type OutputTensor, type PreparedBatch } from '../core/run-batch.ts';
 import type { Probs } from '../core/postprocess.ts';
 import type { EncodedRow, PreferenceConfig } from '../core/types.ts';
 import { createSession, resolveDevices, type GraphOptLevel, type NodeSession } from '../runtime/node/index.ts';
@@ -12,9 +12,9 @@ export type { GraphOptLevel, NodeSession };
 type Prepared = PreparedBatch<Tensor>;
 
 /** A session with the server's options (runtime/node/session-options.ts), optimisation level open for sweeps. */
-export function createCpuSession(modelPath: string, threads: number, level: GraphOptLevel = 'all', device = 'cpu', allowSpinning = false): Promise<NodeSession> {
+export function createCpuSession(bundle: { readonly modelPath: string; readonly config: PreferenceConfig }, threads: number, level: GraphOptLevel = 'all', device = 'cpu', allowSpinning = false): Promise<NodeSession> {
   const spec = resolveDevices(device).devices[0]!;
-  return createSession(modelPath, spec, threads, { graphOptimizationLevel: level, allowSpinning });
+  return createSession(bundle, spec, threads, { graphOptimizationLevel: level, allowSpinning });
 }
 
 export interface LoopResult {
@@ -32,7 +32,7 @@ function loopResult(batches: readonly Prepared[], seconds: number): LoopResult {
 
 /** Padded batches ready to feed (padTo for the fixed-padding plan), so a timed loop measures session.run alone. */
 export function prepare(session: NodeSession, batches: readonly PlannedBatch[], config: PreferenceConfig): Prepared[] {
-  return batches.map((b) => prepareBatch(b.rows, config, session.tensors, b.padTo));
+  return batches.map((b) => prepareBatch(b.rows, config, session.tensors, b.padTo, session.graph));
 }
 
 /** Runs every batch once with padding inside the timing (as the server pads too). */
@@ -40,7 +40,7 @@ export async function runBatches(session: NodeSession, batches: readonly Planned
   const t0 = performance.now();
   const prepared: Prepared[] = [];
   for (const b of batches) {
-    const p = prepareBatch(b.rows, config, session.tensors, b.padTo);
+    const p = prepareBatch(b.rows, config, session.tensors, b.padTo, session.graph);
     await runPrepared(session, config, p);
     prepared.push(p);
   }
@@ -54,9 +54,9 @@ export async function runBatches(session: NodeSession, batches: readonly Planned
 export async function runPreparedLoop(session: NodeSession, batches: readonly Prepared[], config: PreferenceConfig): Promise<LoopResult> {
   const outputs: OutputTensor[] = [];
   const t0 = performance.now();
-  for (const p of batches) outputs.push(await session.run(p.feeds, config.head.output));
+  for (const p of batches) outputs.push(await session.run(p.feeds, outputOf(config, p)));
   const seconds = (performance.now() - t0) / 1000;
-  outputs.forEach((o, i) => headProbs(config, o, batches[i]!.lastIndex));
+  outputs.forEach((o, i) => batchProbs(config, batches[i]!, o));
   return loopResult(batches, seconds);
 }
 
@@ -70,5 +70,5 @@ export async function warm(session: NodeSession, batches: readonly PlannedBatch[
 
 /** Probabilities of rows as one batch (the PyTorch peer's cross-check). */
 export function probsOfRows(session: NodeSession, rows: readonly EncodedRow[], config: PreferenceConfig): Promise<Probs[]> {
-  return runPrepared(session, config, prepareBatch(rows, config, session.tensors));
+  return runPrepared(session, config, prepareBatch(rows, config, session.tensors, 1, session.graph));
 }

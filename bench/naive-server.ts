@@ -14,7 +14,7 @@ const { values } = parseArgs({ options: { model: { type: 'string' }, threads: { 
 const bundle = loadBundle(values.model ?? 'models/default');
 const config = bundle.config;
 // The same execution provider as pairpref's headline device (runtime/node's session options).
-const session = await createCpuSession(bundle.modelPath, Number(values.threads), 'all', values.device);
+const session = await createCpuSession(bundle, Number(values.threads), 'all', values.device);
 
 async function predict(c: Parameters<typeof fromWire>[0]): Promise<Prediction> {
   const enc = bundle.preprocessor.encode(fromWire(c));

@@ -355,7 +355,7 @@ async function measureLimit(ctx: BenchContext, d: Loaded, encoded: EncodedRow[][
   // The limit runs on the headline's first device (cpu here; cuda:0 on a GPU host), with its provider.
   const { limitDevice } = ctx;
   ctx.phase(`the limit: in-process session.run on sorted dynamic batches (${limitDevice}, ${ctx.threads} threads)`);
-  const session = await createCpuSession(d.bundle.modelPath, limitDevice === 'cpu' ? ctx.threads : 1, 'all', limitDevice);
+  const session = await createCpuSession(d.bundle, limitDevice === 'cpu' ? ctx.threads : 1, 'all', limitDevice);
   const limits: LoopResult[] = [];
   for (const enc of encoded) {
     const plan = sortedBatches(enc, DEFAULT_BATCHING);
@@ -398,7 +398,7 @@ async function tuneInProcess(ctx: BenchContext, d: Loaded, l: LimitRuns): Promis
   ctx.phase('tuning: graph optimisation levels and token budgets (in-process)');
   const levels: Record<string, number> = {};
   for (const level of ['disabled', 'basic', 'extended', 'all'] as GraphOptLevel[]) {
-    const s = await createCpuSession(d.bundle.modelPath, ctx.threads, level);
+    const s = await createCpuSession(d.bundle, ctx.threads, level);
     await warm(s, dynamicPlan, cfg);
     levels[level] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
     await s.release();
@@ -412,13 +412,13 @@ async function tuneInProcess(ctx: BenchContext, d: Loaded, l: LimitRuns): Promis
   const threadSweep: Record<string, number> = {};
   for (const t of [1, 2, 4].filter((x) => x <= 2 * ctx.cores)) {
     for (const spin of [false, true]) {
-      const s = await createCpuSession(d.bundle.modelPath, t, 'all', 'cpu', spin);
+      const s = await createCpuSession(d.bundle, t, 'all', 'cpu', spin);
       await warm(s, dynamicPlan, cfg);
       threadSweep[spin ? `${t} spinning` : String(t)] = round((await runBatches(s, dynamicPlan, cfg)).rows_per_s);
       await s.release();
     }
   }
-  const cold = await createCpuSession(d.bundle.modelPath, ctx.threads);
+  const cold = await createCpuSession(d.bundle, ctx.threads);
   const c0 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
   const c1 = await runBatches(cold, dynamicPlan.slice(0, 4), cfg);
   await cold.release();

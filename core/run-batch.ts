@@ -65,10 +65,18 @@ export function headProbs(config: PreferenceConfig, out: OutputTensor, lastIndex
   return probs;
 }
 
+/** The output a prepared batch fetches: its served graph's (an edited head), else the head's in preference.json. */
+export function outputOf(config: PreferenceConfig, batch: PreparedBatch<unknown>): string {
+  return batch.graph?.output ?? config.head.output;
+}
+
+/** A prepared batch's fetched output -> probabilities, read as the graph it was prepared for serves them. */
+export function batchProbs(config: PreferenceConfig, batch: PreparedBatch<unknown>, out: OutputTensor): Probs[] {
+  return headProbs(config, out, batch.lastIndex, batch.graph?.labelLogits ?? false);
+}
+
 export async function runPrepared<T>(session: SessionRun<T>, config: PreferenceConfig, batch: PreparedBatch<T>): Promise<Probs[]> {
-  const graph = batch.graph;
-  const out = await session.run(batch.feeds, graph?.output ?? config.head.output);
-  return headProbs(config, out, batch.lastIndex, graph?.labelLogits ?? false);
+  return batchProbs(config, batch, await session.run(batch.feeds, outputOf(config, batch)));
 }
 
 /** One result per row, in order. */

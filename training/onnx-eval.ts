@@ -18,8 +18,9 @@ export interface OpenBundle {
 }
 
 export async function openBundle(dir: string, opts: { threads?: number } = {}): Promise<OpenBundle> {
-  const { config, preprocessor, modelPath } = loadBundle(dir);
-  const session = await createSession(modelPath, CPU, opts.threads ?? 2);
+  const bundle = loadBundle(dir);
+  const { config, preprocessor } = bundle;
+  const session = await createSession(bundle, CPU, opts.threads ?? 2);
   return {
     config,
     preprocessor,

@@ -74,8 +74,9 @@ export async function openSession(modelPath: string, options: Record<string, unk
   };
 }
 
-export function createSession(modelPath: string, device: DeviceSpec, intraOpThreads: number, tuning: SessionTuning = {}): Promise<NodeSession> {
-  return openSession(modelPath, sessionOptions(device, intraOpThreads, tuning));
+/** The bundle's model as the server serves it (graph edits applied), with the server's session options. */
+export function createSession(bundle: { readonly modelPath: string; readonly config: PreferenceConfig }, device: DeviceSpec, intraOpThreads: number, tuning: SessionTuning = {}): Promise<NodeSession> {
+  return openSession(bundle.modelPath, sessionOptions(device, intraOpThreads, tuning), bundle.config);
 }
 
 export const ORT_VERSION: string = ort.env.versions.common;

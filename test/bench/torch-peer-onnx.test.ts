@@ -44,7 +44,7 @@ test('fresh clone: the PyTorch peer runs model.onnx\'s weights and matches onnxr
   const lengths = rows.map((r) => r.ids.length);
   assert.ok(lengths.some((n) => n > 256) && lengths.some((n) => n < 256), `rows on both sides of the 256-token cut: ${lengths.join(', ')}`);
 
-  const session = await createCpuSession(bundle.modelPath, 1);
+  const session = await createCpuSession(bundle, 1);
   let onnx;
   try {
     onnx = await probsOfRows(session, rows, bundle.config);

@@ -68,7 +68,7 @@ describe('label-token bundle', () => {
 
   test("bench: the limit loop and the peer cross-check read the label tokens", async () => {
     const bundle = loadBundle(dir);
-    const session = await createCpuSession(bundle.modelPath, 1);
+    const session = await createCpuSession(bundle, 1);
     try {
       const encoded = rows.map((r) => bundle.preprocessor.encode(r));
       const plan = sortedBatches(encoded, DEFAULT_BATCHING);

@@ -35,7 +35,6 @@ function check(score: GraphScore): string | null {
   return score.max_abs_dp <= BOUND ? null : `${score.model}: max |dp| ${score.max_abs_dp} over the bound ${BOUND}`;
 }
 
-const skip = existsSync(DEV) ? false : `${DEV} is absent`;
 let dir = '';
 let data: Awaited<ReturnType<typeof loadRows>>;
 
@@ -57,7 +56,8 @@ async function editGraph(src: string, dst: string, code: string): Promise<void> 
 }
 
 before(async () => {
-  if (skip) return;
+  // The shared data is part of the test environment (CI always has it): absent is a failure, never a skip.
+  assert.ok(existsSync(DEV), `${DEV} is absent: these tests read dev rows from ../shared/data`);
   dir = mkdtempSync(join(tmpdir(), 'pairpref-fp16-'));
   await python('training/fp16_compute.py', [
     '--model', join(BUNDLE, 'model.onnx'), '--out', join(dir, 'model.fp16.onnx'),
@@ -70,7 +70,7 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('fp16_compute.py reproduces models/default/model.fp16.onnx byte for byte', { skip }, () => {
+test('fp16_compute.py reproduces models/default/model.fp16.onnx byte for byte', () => {
   const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
   assert.equal(sha(join(dir, 'model.fp16.onnx')), sha(SHIPPED), 'rerun: /usr/bin/python3 training/fp16_compute.py');
   assert.equal(sha(join(dir, 'bundle', 'model.onnx')), sha(SHIPPED));
@@ -78,10 +78,10 @@ test('fp16_compute.py reproduces models/default/model.fp16.onnx byte for byte', 
   assert.ok(readFileSync(SHIPPED).length <= readFileSync(join(BUNDLE, 'model.onnx')).length * 1.01);
 });
 
-test('the float16 graph has the float32 graph\'s inputs and outputs, and its bundle loads', { skip, timeout: 60_000 }, async () => {
+test('the float16 graph has the float32 graph\'s inputs and outputs, and its bundle loads', { timeout: 60_000 }, async () => {
   const { config, modelPath } = loadBundle(BUNDLE);
-  const f32 = await createSession(modelPath, CPU, 1);
-  const f16 = await createSession(SHIPPED, CPU, 1);
+  const f32 = await createSession({ modelPath, config }, CPU, 1);
+  const f16 = await createSession({ modelPath: SHIPPED, config }, CPU, 1);
   try {
     assert.deepEqual(f16.signature, f32.signature);
     assert.deepEqual(f16.signature.inputs.map((v) => [v.name, v.type]), [['input_ids', 'int64'], ['attention_mask', 'int64'], ['features', 'float32']]);
@@ -96,7 +96,7 @@ test('the float16 graph has the float32 graph\'s inputs and outputs, and its bun
   assert.deepEqual(variant.config.truncation, config.truncation);
 });
 
-test(`on ${ROWS} spread dev rows the float16 graph stays within ${BOUND} of float32 (CPU provider and full rounding)`, { skip, timeout: 60_000 }, async () => {
+test(`on ${ROWS} spread dev rows the float16 graph stays within ${BOUND} of float32 (CPU provider and full rounding)`, { timeout: 60_000 }, async () => {
   const r = await compareGraphs({ bundle: BUNDLE, models: [SHIPPED, join(dir, 'emulate.onnx')], threads: 1 }, data);
   assert.equal(r.rows, ROWS);
   for (const s of r.others) {
@@ -108,7 +108,7 @@ test(`on ${ROWS} spread dev rows the float16 graph stays within ${BOUND} of floa
   assert.ok(r.others[1]!.max_abs_dp > 0);
 });
 
-test('the check fails on a graph with a wrong cast', { skip, timeout: 60_000 }, async () => {
+test('the check fails on a graph with a wrong cast', { timeout: 60_000 }, async () => {
   // The standardised features' edge cast of member 0 truncating to int32 before float16.
   const broken = join(dir, 'broken.onnx');
   await editGraph(SHIPPED, broken, [
@@ -122,7 +122,7 @@ test('the check fails on a graph with a wrong cast', { skip, timeout: 60_000 }, 
   assert.match(check(r.others[0]!) ?? '', /over the bound/);
 });
 
-test('feature counts beyond float16 range: finite and within the bound; casting features to float16 first is not', { skip, timeout: 60_000 }, async () => {
+test('feature counts beyond float16 range: finite and within the bound; casting features to float16 first is not', { timeout: 60_000 }, async () => {
   const { config, preprocessor, modelPath } = loadBundle(BUNDLE);
   let first: EncodedRow | undefined;
   for await (const row of readArenaCsv(DEV, 1)) {
@@ -138,7 +138,7 @@ test('feature counts beyond float16 range: finite and within the bound; casting 
     '    n.input[:] = ["f32" if i == "features" else i for i in n.input]',
     'nodes = c + list(m.graph.node); del m.graph.node[:]; m.graph.node.extend(nodes)',
   ].join('\n'));
-  const sessions = await Promise.all([modelPath, SHIPPED, featuresFirst].map((p) => createSession(p, CPU, 1)));
+  const sessions = await Promise.all([modelPath, SHIPPED, featuresFirst].map((p) => createSession({ modelPath: p, config }, CPU, 1)));
   try {
     const [p32, p16] = [(await runBatch(sessions[0]!, config, [first]))[0]!, (await runBatch(sessions[1]!, config, [first]))[0]!];
     for (let k = 0; k < 3; k++) assert.ok(Math.abs(p16[k]! - p32[k]!) <= BOUND, `label ${k}: ${p16[k]} vs ${p32[k]}`);
