@@ -7,8 +7,11 @@
 // Run alone, it compares the tokenizers (and ways of calling the native one) per worker count:
 //   node --import tsx bench/tokenize-workers.ts [--input ../shared/data/arena-hard-pairs.csv.gz]
 //        [--rows 1500] [--workers 0,1,2] [--tokenizers native,js] [--repeat 3] [--swap]
-//        [--native-calls batch,each,serial]
+//        [--native-calls batch,each,serial] [--parallelism default,off]
 // printing one JSON object (median rows/s, and process CPU ms per row, of the repeats).
+// --parallelism off sets TOKENIZERS_PARALLELISM=false, which the binding reads on every call from
+// the process environment: encodeBatch then encodes its texts one after another on its libuv
+// thread instead of spreading them over its rayon thread pool.
 import { resolve } from 'node:path';
 import type { Bundle } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
@@ -113,15 +116,22 @@ async function main(args: readonly string[]): Promise<void> {
   const rows = all.slice(0, n);
   const warm = all.slice(n);
   // Every configuration once per repeat, interleaved, so drift on a shared machine hits all alike.
-  type Config = { readonly t: TokenizerChoice; readonly c: NativeCalls | null };
-  const configs = tokenizers.flatMap((t): Config[] => (t === 'js' ? [{ t, c: null }] : calls.map((c) => ({ t, c }))));
+  const parallelism = (flag(args, '--parallelism') ?? 'default').split(',');
+  type Config = { readonly t: TokenizerChoice; readonly c: NativeCalls | null; readonly par: string };
+  const configs = tokenizers.flatMap((t): Config[] =>
+    t === 'js' ? [{ t, c: null, par: 'default' }] : calls.flatMap((c) => parallelism.map((par) => ({ t, c, par }))),
+  );
+  const env = process.env.TOKENIZERS_PARALLELISM;
   const runs = new Map<string, WorkerTokenization[]>();
   for (let r = 0; r < repeat; r++) {
     for (const workers of counts) {
-      for (const { t, c } of configs) {
+      for (const { t, c, par } of configs) {
         if (c !== null) process.env.PAIRPREF_BENCH_NATIVE_CALLS = c;
+        if (par === 'off') process.env.TOKENIZERS_PARALLELISM = 'false';
+        else if (env === undefined) delete process.env.TOKENIZERS_PARALLELISM;
+        else process.env.TOKENIZERS_PARALLELISM = env;
         const [res] = await tokenizeByWorkers(bundle, rows, warm, [workers], { tokenizer: t, swapTta, variant: c !== null && c !== 'batch' });
-        const key = `${t}${c === null ? '' : ` ${c}`} workers=${workers}`;
+        const key = `${t}${c === null ? '' : ` ${c}`}${par === 'off' ? ' parallelism off' : ''} workers=${workers}`;
         runs.set(key, [...(runs.get(key) ?? []), res!]);
       }
     }
@@ -135,7 +145,7 @@ async function main(args: readonly string[]): Promise<void> {
     cpu_ms_per_row: median(rs.map((x) => x.cpu_ms_per_row)),
     errors: Math.max(...rs.map((x) => x.errors)),
   }));
-  process.stdout.write(JSON.stringify({ input, rows: rows.length, swap_tta: swapTta, repeat, tokenizers_parallelism: process.env.TOKENIZERS_PARALLELISM ?? null, results }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ input, rows: rows.length, swap_tta: swapTta, repeat, tokenizers_parallelism: env ?? null, results }, null, 2) + '\n');
 }
 
 if (process.argv[1]?.endsWith('bench/tokenize-workers.ts')) {
