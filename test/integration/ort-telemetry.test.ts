@@ -11,8 +11,8 @@ import { test } from 'node:test';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OPEN_SESSION = `
-const m = await import('./runtime/node/session.ts');
-await m.createSession('models/default/model.onnx', { name: 'cpu', provider: 'cpu', deviceId: 0 }, 1);
+const { createSession, loadBundle } = await import('./runtime/node/index.ts');
+await createSession(loadBundle('models/default'), { name: 'cpu', provider: 'cpu', deviceId: 0 }, 1);
 console.log('session open');
 `;
 
