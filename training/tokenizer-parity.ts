@@ -143,19 +143,32 @@ export class ParityChecker {
     private readonly base: PreferenceConfig,
     private readonly jsTok: ReturnType<typeof createTokenizer>,
     private readonly nativeTok: ReturnType<typeof createBatchTokenizer>,
+    private readonly memo: Map<string, number[]>,
   ) {}
 
   static async create(tokenizerJson: unknown, base: PreferenceConfig, configs = parityConfigs(base)): Promise<ParityChecker> {
     const jsTok = createTokenizer(tokenizerJson);
     const nativeTok = createBatchTokenizer(tokenizerJson);
+    // The JS side answers a text it has already tokenized for this chunk of rows from memory (the
+    // configs and the swapped orientation ask for many of the same texts; the JS library is the slow
+    // one); the native side does the same within each encodeAll (core's runBatched).
+    const memo = new Map<string, number[]>();
+    const jsMemo = {
+      encode(text: string): number[] {
+        let ids = memo.get(text);
+        if (ids === undefined) memo.set(text, (ids = jsTok.encode(text)));
+        return ids;
+      },
+    };
     const built = await Promise.all(
-      configs.map(async (c) => ({ name: c.name, js: createPreprocessor(c.config, jsTok), native: await createBatchPreprocessor(c.config, nativeTok) })),
+      configs.map(async (c) => ({ name: c.name, js: createPreprocessor(c.config, jsMemo), native: await createBatchPreprocessor(c.config, nativeTok) })),
     );
-    return new ParityChecker(built, base, jsTok, nativeTok);
+    return new ParityChecker(built, base, jsMemo, nativeTok, memo);
   }
 
   /** Rows through every config, both orientations, and (unless `texts` is false) each row's fields tokenized whole too. */
   async check(rows: readonly Comparison[], into: PreprocessingParity, opts: { texts?: boolean } = {}): Promise<void> {
+    this.memo.clear();
     into.rows += rows.length;
     const both = [...rows, ...rows.map(swapComparison)];
     for (const c of this.configs) {

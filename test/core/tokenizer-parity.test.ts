@@ -7,7 +7,7 @@
 // Tokenization). The engine's tokenizer pool gives the same rows on either library.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import { createTokenizer } from '../../core/tokenizer.ts';
 import type { Comparison, PreferenceConfig } from '../../core/types.ts';
@@ -66,6 +66,25 @@ test('edge strings tokenize to the same ids (emoji, CJK, control characters, lon
   texts.forEach((t, i) => assert.deepEqual(got[i], js.encode(t), JSON.stringify(t.slice(0, 60))));
   // A lone surrogate is U+FFFD to both (napi's UTF-8 conversion, TextEncoder), never an error.
   assert.deepEqual((await native.encodeBatch(['a\uD800b']))[0], (await native.encodeBatch(['a\uFFFDb']))[0]);
+});
+
+test("the test fixtures' tokenizers (byte-level, Gemma-kind with byte fallback, Llama-3-kind) give the same ids too", async () => {
+  const fixtures = new URL('../fixtures/', import.meta.url);
+  const files = [new URL('byte-tokenizer.json', fixtures)];
+  const hf = new URL('hf/', fixtures);
+  for (const d of readdirSync(hf, { withFileTypes: true })) {
+    const f = new URL(`${d.name}/tokenizer.json`, hf);
+    if (d.isDirectory() && existsSync(f)) files.push(f);
+  }
+  assert.ok(files.length >= 4, files.map((f) => f.pathname).join(', '));
+  const texts = [...EDGE_STRINGS, ...LONE_SURROGATE_STRINGS, ' leading space', '  two  spaces  ', 'x\u00a0y', '١٢٣ 123456', seededText(3, 20_000, MIXED)];
+  for (const r of await spread('alpaca-pairs-dev.csv.gz', 400)) if (r.kind === 'raw') texts.push(r.prompt, r.response_a);
+  for (const f of files) {
+    const json = JSON.parse(readFileSync(f, 'utf8')) as unknown;
+    const js = createTokenizer(json);
+    const got = await createBatchTokenizer(json).encodeBatch(texts);
+    texts.forEach((t, i) => assert.deepEqual(got[i], js.encode(t), `${f.pathname}: ${JSON.stringify(t.slice(0, 60))}`));
+  }
 });
 
 test('edge rows through core preprocessing: same ids from both, every truncation mode, lone surrogates kept and dropped', async () => {
