@@ -68,6 +68,7 @@ COPY datasets ./datasets
 COPY bench ./bench
 COPY proto/pairpref ./proto/pairpref
 COPY proto/gen ./proto/gen
+COPY proto/gen-es ./proto/gen-es
 # The default model lives under /models; mount your own bundle at /models/<name> and pass
 # --model /models/<name>. /app/models points there, so serve's own default (models/default) works too.
 COPY models/default /models/default
