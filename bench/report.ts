@@ -52,7 +52,7 @@ export function formatReport(r: BenchResult): string {
     lines.push(`| ${s.devices} | ${f(s.rows_per_s)} | ${f(s.latency.p50_ms)} | ${f(s.latency.p99_ms)} | ${busy} | ${f(s.mean_batch_rows)} | ${f(s.peak_rss_mib)} |`);
   }
   lines.push('');
-  lines.push(`tokenization on one thread: ${r.tokenization.map((t) => `${t.input} ${f(t.rows_per_s, 0)} rows/s (${f(t.truncated_share * 100, 0)}% truncated)`).join('; ')}`);
+  lines.push(`tokenization, the server's default (one worker thread): ${r.tokenization.map((t) => `${t.input} ${f(t.rows_per_s, 0)} rows/s with ${t.tokenizer} (${f(t.truncated_share * 100, 0)}% truncated)`).join('; ')}`);
   const tw = r.tokenization_workers;
   lines.push(`tokenization through the engine's pool (${tw.input}, ${tw.cores} cores): ${tw.by_workers.map((w) => `${w.workers} worker${w.workers === 1 ? '' : 's'} ${f(w.rows_per_s, 0)} rows/s`).join(', ')}`);
   if (r.webgpu_adapter) {

@@ -126,7 +126,8 @@ export interface BenchResult {
     gpu_host: boolean;
     peer_device: PeerDevice;
   };
-  readonly tokenization: { input: string; rows_per_s: number; mean_tokens: number; truncated_share: number }[];
+  /** Per input: rows/s through the engine's pool with one worker and the server's default tokenizer. */
+  readonly tokenization: { input: string; tokenizer: string; rows_per_s: number; mean_tokens: number; truncated_share: number }[];
   /** The engine's tokenizer pool (worker threads) on the first input's rows, per worker count, in-process. */
   readonly tokenization_workers: { input: string; cores: number; by_workers: WorkerTokenization[] };
   readonly throughput: { input: string; rows: number; pairpref: ServerRun; limit_rows_per_s: number; vs_limit: number }[];
@@ -308,22 +309,28 @@ async function loadInputs(ctx: BenchContext): Promise<Loaded> {
   return { bundle, cfg, isFixture: cfg.name === 'fixture', inputs, wireFiles, fixedInput, fixedSample };
 }
 
-/** Step 2: single-thread tokenization speed per input (is tokenization a bottleneck?), keeping the encoded rows. */
-function measureTokenization(ctx: BenchContext, d: Loaded): { tokenization: BenchResult['tokenization']; encoded: EncodedRow[][] } {
-  ctx.phase('tokenizing on one thread (is tokenization a bottleneck?)');
-  const encoded: EncodedRow[][] = [];
-  const tokenization = d.inputs.map((inp) => {
-    const e0 = performance.now();
-    const enc = inp.rows.map((r) => d.bundle.preprocessor.encode(r));
-    const s = (performance.now() - e0) / 1000;
-    encoded.push(enc);
-    return {
+/**
+ * Step 2: tokenization speed per input as the server tokenizes by default next to CPU sessions (the
+ * engine's pool, one worker thread, the native tokenizer): is tokenization a bottleneck? The encoded
+ * rows the later steps feed are made here too, untimed, by the bundle's synchronous preprocessor (the
+ * same ids: test/core/tokenizer-parity.test.ts).
+ */
+async function measureTokenization(ctx: BenchContext, d: Loaded): Promise<{ tokenization: BenchResult['tokenization']; encoded: EncodedRow[][] }> {
+  ctx.phase('tokenizing with the server\'s default tokenizer (native, one worker thread): is tokenization a bottleneck?');
+  const encoded = d.inputs.map((inp) => inp.rows.map((r) => d.bundle.preprocessor.encode(r)));
+  const tokenization: BenchResult['tokenization'] = [];
+  for (const [i, inp] of d.inputs.entries()) {
+    const enc = encoded[i]!;
+    const warmRows = (d.inputs[i + 1] ?? d.inputs[0]!).rows.slice(0, 32);
+    const [run] = await tokenizeByWorkers(d.bundle, inp.rows, warmRows, [1]);
+    tokenization.push({
       input: inp.name,
-      rows_per_s: round(enc.length / s),
+      tokenizer: run!.tokenizer,
+      rows_per_s: run!.rows_per_s,
       mean_tokens: round(enc.reduce((a, r) => a + r.ids.length, 0) / enc.length, 1),
       truncated_share: round(enc.filter((r) => r.truncated).length / enc.length, 3),
-    };
-  });
+    });
+  }
   return { tokenization, encoded };
 }
 
@@ -602,7 +609,7 @@ function targetsOf(ctx: BenchContext, m: Measurements, ratios: BenchResult['rati
   const worst = m.throughput.reduce((a, t) => (t.vs_limit < a.vs_limit ? t : a), m.throughput[0]!);
   const tok = m.tokenization.find((t) => t.input === worst.input);
   const vsLimit = target('>= 0.80', ratios.vs_limit, (v) => v >= 0.8, () => {
-    const cores = tok ? ` Tokenizing runs at ${f1(tok.rows_per_s)} rows/s on one thread, so pairpref's ${f1(worst.pairpref.rows_per_s)} rows/s take ${(worst.pairpref.rows_per_s / tok.rows_per_s).toFixed(2)} of a core to tokenize, which the limit does not pay.` : '';
+    const cores = tok ? ` Tokenizing (${tok.tokenizer}, one worker thread, the server's default) runs at ${f1(tok.rows_per_s)} rows/s, so pairpref's ${f1(worst.pairpref.rows_per_s)} rows/s take ${(worst.pairpref.rows_per_s / tok.rows_per_s).toFixed(2)} of a core to tokenize, which the limit does not pay.` : '';
     return `${worst.input}: pairpref ${f1(worst.pairpref.rows_per_s)} rows/s, the limit (session.run alone on prepared batches, ${ctx.limitDevice}) ${f1(worst.limit_rows_per_s)} rows/s; busy share ${JSON.stringify(worst.pairpref.busy_share)}.${cores}`;
   });
   const gpu = ctx.gpuHost;
@@ -702,7 +709,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const ctx = createContext(o);
   try {
     const d = await loadInputs(ctx);
-    const { tokenization, encoded } = measureTokenization(ctx, d);
+    const { tokenization, encoded } = await measureTokenization(ctx, d);
     const tokenizationWorkers = await measureTokenizerWorkers(ctx, d);
     const limit = await measureLimit(ctx, d, encoded);
     let tuning: Record<string, unknown> | null = o.tune ? await tuneInProcess(ctx, d, limit) : null;
