@@ -18,8 +18,10 @@ WORKDIR /app
 # CLI runs the TypeScript sources directly.
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node ships native libraries for darwin, win32 and linux on x64 and arm64 (~290 MB); this
-# image only ever loads bin/napi-v6/linux/<its own arch>, so the others are deleted. The last line
-# checks that onnxruntime and esbuild (tsx's transformer; its install script is skipped too) work.
+# image only ever loads bin/napi-v6/linux/<its own arch>, so the others are deleted; the native
+# tokenizer ships one .node file per platform (~64 MB in all), of which glibc linux/<arch> is kept. The
+# last line checks that onnxruntime, the tokenizer and esbuild (tsx's transformer; its install script is
+# skipped too) load.
 RUN --mount=type=secret,id=npm_ca \
     set -eu; \
     export npm_config_update_notifier=false; \
@@ -31,7 +33,10 @@ RUN --mount=type=secret,id=npm_ca \
     test -f "$ort/linux/$arch/onnxruntime_binding.node"; \
     find "$ort" -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} +; \
     find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$arch" -exec rm -rf {} +; \
-    node -e "require('onnxruntime-node'); require('esbuild').transformSync('let a: number = 1', { loader: 'ts' })"
+    tok="$(node -p "'tokenizers.linux-' + process.arch + '-gnu.node'")"; \
+    test -f "node_modules/tokenizers/$tok"; \
+    find node_modules/tokenizers -maxdepth 1 -name 'tokenizers.*.node' ! -name "$tok" -delete; \
+    node -e "require('onnxruntime-node'); require('tokenizers'); require('esbuild').transformSync('let a: number = 1', { loader: 'ts' })"
 
 # ---- runtime -----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
