@@ -33,7 +33,7 @@ export function* templatePieceSteps(cfg: PreferenceConfig): Tokenizing<PieceIds>
 }
 
 /** Token counts of special tokens + template pieces, from the pieces' ids. */
-export function fixedTokens(cfg: PreferenceConfig, pieces: PieceIds): number {
+function fixedTokens(cfg: PreferenceConfig, pieces: PieceIds): number {
   return cfg.truncation.max_length - contentBudget(cfg) + pieces.reduce((s, ids) => s + ids.length, 0);
 }
 

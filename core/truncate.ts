@@ -17,9 +17,9 @@
 //     (fewer tokens than parts) goes one token each to prompt, then response_a, then response_b.
 //
 // Each function is a coroutine (core/tokenizing.ts) that yields the texts it needs tokenized, so the
-// same logic runs on a synchronous tokenizer (runSync: the exported wrappers below) and on the native
-// one, which answers with Promises (runBatched, in batches). Independent requests are asked for in
-// one round (the three parts of spread and of each turns-from-last step).
+// same logic runs on a synchronous tokenizer (runSync: encode.ts's encodeParsed, encodePrefix here)
+// and on the native one, which answers with Promises (runBatched, in batches). Independent requests
+// are asked for in one round (the three parts of spread and of each turns-from-last step).
 import { all, runSync, tokenize, type Tokenizing } from './tokenizing.ts';
 import type { TextTokenizer } from './types.ts';
 
@@ -149,22 +149,4 @@ export function* turnsFromLastSteps(
   const capped = (yield* all(parts.map((turns, i) => prefixSteps(turns[turns.length - 1] ?? '', caps[i] ?? 0)))).map((c) => c.ids);
   const shares = proportionalShares(capped.map((ids) => ids.length), avail);
   return { parts: capped.map((ids, i) => ids.slice(0, shares[i])) as [number[], number[], number[]], truncated: true };
-}
-
-export function truncateSpread(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
-  return runSync(tok, spreadSteps(parts, joiner, avail));
-}
-
-export function truncateBudget(tok: TextTokenizer, parts: Parts, joiner: string, avail: number): PartsCut {
-  return runSync(tok, budgetSteps(parts, joiner, avail));
-}
-
-export function truncateTurnsFromLast(
-  tok: TextTokenizer,
-  parts: Parts,
-  joiner: string,
-  avail: number,
-  caps: readonly [number, number, number],
-): PartsCut {
-  return runSync(tok, turnsFromLastSteps(parts, joiner, avail, caps));
 }
