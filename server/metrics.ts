@@ -17,7 +17,8 @@ export interface Metrics {
   attach(scorer: Scorer): void;
   /** A PairwisePreference call ended (calls.ts's interceptor). */
   call(o: CallOutcome): void;
-  observeRow(r: Prediction, latencyMs: number): void;
+  /** A call's (or a stream row's) answered rows, all with the same latency: one counter update per outcome, not per row. */
+  observeRows(rs: readonly Prediction[], latencyMs: number): void;
   /** A call or row refused by the transport (engine refusals are read from the scorer). */
   rejected(reason: string, n?: number): void;
 }
@@ -142,12 +143,28 @@ export function createMetrics(): Metrics {
     rejected(reason, n = 1) {
       rejected.inc({ reason }, n);
     },
-    observeRow(r, latencyMs) {
-      // Dropped rows (cancelled, past their deadline) are counted in pairpref_rows_dropped_total.
-      if (r.error?.code === Status.CANCELLED || r.error?.code === Status.DEADLINE_EXCEEDED) return;
-      rows.inc({ outcome: r.error ? `error_${r.error.code}` : 'ok' });
-      if (!r.error) tokens.inc(r.num_tokens);
-      latency.observe(latencyMs / 1000);
+    observeRows(rs, latencyMs) {
+      const seconds = latencyMs / 1000;
+      let ok = 0;
+      let okTokens = 0;
+      let errors: Map<number, number> | null = null;
+      for (const r of rs) {
+        // Dropped rows (cancelled, past their deadline) are counted in pairpref_rows_dropped_total.
+        if (r.error?.code === Status.CANCELLED || r.error?.code === Status.DEADLINE_EXCEEDED) continue;
+        latency.observe(seconds);
+        if (!r.error) {
+          ok++;
+          okTokens += r.num_tokens;
+        } else {
+          errors ??= new Map();
+          errors.set(r.error.code, (errors.get(r.error.code) ?? 0) + 1);
+        }
+      }
+      if (ok > 0) {
+        rows.inc({ outcome: 'ok' }, ok);
+        tokens.inc(okTokens);
+      }
+      if (errors) for (const [code, n] of errors) rows.inc({ outcome: `error_${code}` }, n);
     },
   };
 }

@@ -147,13 +147,14 @@ async function scoreRows(scorer: Scorer, rows: ReadonlyArray<Comparison | Predic
   return rows.map((r) => (isRow(r) ? scored[k++]! : r));
 }
 
+/** Counts a row's outcome (ok or a status name) for a call's log line. */
+function countOutcome(n: Map<string, number>, r: Prediction): void {
+  const k = r.error ? statusName(r.error.code) : 'ok';
+  n.set(k, (n.get(k) ?? 0) + 1);
+}
+
 /** "5 ok, 1 INVALID_ARGUMENT" */
-function outcomes(results: readonly Prediction[]): string {
-  const n = new Map<string, number>();
-  for (const r of results) {
-    const k = r.error ? statusName(r.error.code) : 'ok';
-    n.set(k, (n.get(k) ?? 0) + 1);
-  }
+function outcomes(n: ReadonlyMap<string, number>): string {
   return [...n].map(([k, v]) => `${v} ${k}`).join(', ');
 }
 
@@ -254,15 +255,15 @@ export function createPreferenceCore(scorer: Scorer, opts: ServiceOptions): Pref
         let results: Prediction[];
         try {
           results = await scoreRows(scorer, toCore(decoded.rows, m), { ...o, signal, observer: spans?.observer });
-        } catch (e) {
-          throw engineFailure(e);
         } finally {
           spans?.end();
         }
-        for (const r of results) m?.observeRow(r, performance.now() - started);
+        m?.observeRows(results, performance.now() - started);
         logInternal(scope.log, results);
         if (signal.aborted) throw abortedCall(signal);
-        scope.log.debug(`Score answered ${results.length} row(s): ${outcomes(results)}`, { code: 'OK', rows: results.length, duration_ms: ms(started) });
+        const n = new Map<string, number>();
+        for (const r of results) countOutcome(n, r);
+        scope.log.debug(`Score answered ${results.length} row(s): ${outcomes(n)}`, { code: 'OK', rows: results.length, duration_ms: ms(started) });
         return results.map(predictionToWire);
       } catch (e) {
         const f = engineFailure(e);
@@ -402,9 +403,8 @@ export class RowStream {
   }
 
   private answer(p: Prediction, started: number): void {
-    this.opts.metrics?.observeRow(p, performance.now() - started);
-    const k = p.error ? statusName(p.error.code) : 'ok';
-    this.answered.set(k, (this.answered.get(k) ?? 0) + 1);
+    this.opts.metrics?.observeRows([p], performance.now() - started);
+    countOutcome(this.answered, p);
     // The first row that fails inside the server is logged at once; the count at the stream's end.
     if (p.error?.code === Status.INTERNAL && this.internal++ === 0) logInternal(this.call.scope.log, [p]);
     if (this.cancelled) {
@@ -466,7 +466,7 @@ export class RowStream {
     this.cancelled = true;
     this.release();
     const n = [...this.answered.values()].reduce((a, b) => a + b, 0);
-    const summary = [...this.answered].map(([k, v]) => `${v} ${k}`).join(', ') || 'none';
+    const summary = outcomes(this.answered) || 'none';
     const log = this.call.scope.log;
     if (this.internal > 1) log.warn(`${this.internal} row(s) of this stream failed inside the server`, { rows: this.internal });
     log.debug(`${this.method} closed: ${this.endCode}; ${this.rowsRead} row(s) read, answered: ${summary}`, { code: this.endCode, rows: n, duration_ms: ms(this.started) });
