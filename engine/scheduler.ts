@@ -59,7 +59,10 @@ export interface SubmitOptions {
 export interface SchedulerHooks {
   /** A batch failed on this device (after which it was retried elsewhere or failed). */
   batchFailed?(device: string, error: Error): void;
-  /** A batch ran or failed (metrics); `waits` as in EngineObserver.batch. */
+  /**
+   * A batch ran or failed (metrics); `waits` as in EngineObserver.batch. Read at each batch, so it
+   * may be set later; while it is unset no report is built.
+   */
   batchRan?(b: BatchRun & { readonly waits: readonly number[] }): void;
 }
 

@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS, duplicateId, EngineError, estimateTokens, refuseRow, ty
 import { DevicePool, executorFor, warmUpRows, type DeviceState } from './device-pool.ts';
 import type { Encoded, TokenizerChoice } from './encoder.ts';
 import { startEncoderPool, type RowEncoder, type TokenizerState } from './encoder-pool.ts';
-import { BatchScheduler, DroppedError, type DeviceLoad, type DropReason } from './scheduler.ts';
+import { BatchScheduler, DroppedError, type DeviceLoad, type DropReason, type SchedulerHooks, type SubmitOptions } from './scheduler.ts';
 import type { CallObserver, EngineObserver } from './stages.ts';
 
 export { DEFAULT_BATCHING, DEFAULT_LIMITS, EngineError, type CallObserver, type DeviceState, type DropReason, type EngineLimits, type EngineObserver, type TokenizerChoice };
@@ -208,13 +208,12 @@ function scoreWith(p: Parts) {
     }
   }
 
-  async function run(id: string, enc: Encoded, o: ScoreOptions): Promise<Prediction> {
+  async function run(id: string, enc: Encoded, submit: SubmitOptions): Promise<Prediction> {
     if (!enc.ok) {
       if (enc.dropped) return dropped(p.tally, id, enc.dropped);
       if (enc.input) return errorPrediction(id, { code: Status.INVALID_ARGUMENT, field: enc.field, message: enc.message });
       return errorPrediction(id, { code: Status.INTERNAL, field: enc.field, message: `row "${id}": ${enc.message}` });
     }
-    const submit = { flow: o.flow ?? o, signal: o.signal, observer: o.observer };
     try {
       const [a, b] = await Promise.all([p.scheduler.submit(enc.direct, submit), enc.swapped ? p.scheduler.submit(enc.swapped, submit) : null]);
       return scoredPrediction(id, b ? joinSwapped(a, b) : a, enc.direct.ids.length, enc.direct.truncated || (enc.swapped?.truncated ?? false));
@@ -245,12 +244,14 @@ function scoreWith(p: Parts) {
       estimated -= estimate;
     }
     if (todo.length > 0) quietly(() => o.observer?.tokenized({ start: tokenizing, end: performance.now(), rows: todo.length }));
+    // One call's rows share a flow (the stream's, else the call's own), signal and observer.
+    const submit: SubmitOptions = { flow: o.flow ?? o, signal: o.signal, observer: o.observer };
     let k = 0;
     const out = await Promise.all(
       rows.map((r, i) => {
         const err = refused[i];
         const id = typeof r.id === 'string' ? r.id : '';
-        if (!err) return run(id, encoded[k++]!, o);
+        if (!err) return run(id, encoded[k++]!, submit);
         return errorPrediction(echoId(id), err);
       }),
     );
@@ -278,12 +279,9 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
   const runners = await startRunners(opts, batching, log);
   const pool = new DevicePool(runners, runtime, bundle, batching, log);
   const observers: EngineObserver[] = [];
-  const scheduler = new BatchScheduler(runners.map(executorFor), batching, {
-    batchFailed: (name, err) => pool.failed(name, err),
-    batchRan: (b) => {
-      for (const o of observers) quietly(() => o.batch?.(b));
-    },
-  });
+  // batchRan is set once an observer wants batches: until then the scheduler builds no report.
+  const hooks: SchedulerHooks = { batchFailed: (name, err) => pool.failed(name, err) };
+  const scheduler = new BatchScheduler(runners.map(executorFor), batching, hooks);
   pool.attach(scheduler);
   const preThreads = opts.preprocessThreads ?? runtime.defaultPreprocessThreads(runners.map((r) => r.device));
   let encoder: RowEncoder;
@@ -330,7 +328,14 @@ export async function loadScorer(opts: ScorerOptions): Promise<Scorer> {
     counters: () => ({ dropped: { ...tally.dropped }, rejected: { ...tally.rejected } }),
     health: () => healthOf(pool, encoder),
     onHealthChange: (l) => void listeners.push(l),
-    observe: (o) => void observers.push(o),
+    observe: (o) => {
+      observers.push(o);
+      if (o.batch) {
+        hooks.batchRan ??= (b) => {
+          for (const ob of observers) quietly(() => ob.batch?.(b));
+        };
+      }
+    },
     faults: {
       killDevice: async (name) => {
         const r = pool.runner(name);
