@@ -14,7 +14,7 @@ import { DEFAULT_INPUTS, FIXED_PADDING_INPUT, readInput, type InputSet } from '.
 import type { LoadResult, LoadSpec } from './loadgen.ts';
 import { runLoadgen, startNaive, startPairpref, type Served } from './processes.ts';
 import { percentile, type LatencySummary } from './stats.ts';
-import { defaultWorkerCounts, tokenizeByWorkers, type WorkerTokenization } from './tokenize-workers.ts';
+import { defaultWorkerCounts, tokenizeByWorkers, tokenizeWithPool, type WorkerTokenization } from './tokenize-workers.ts';
 import { describeWeights, findTorchWeights, maxAbsProbDiff, PARITY_TOLERANCE, runTorchPeer, type PeerDevice, type TorchPeerResult, type TorchWeights } from './torch-peer.ts';
 import { chooseWebgpuAdapter, webgpuEnv, type WebgpuAdapter } from './vulkan.ts';
 
@@ -311,22 +311,25 @@ async function loadInputs(ctx: BenchContext): Promise<Loaded> {
 
 /**
  * Step 2: tokenization speed per input as the server tokenizes by default next to CPU sessions (the
- * engine's pool, one worker thread, the native tokenizer): is tokenization a bottleneck? The encoded
- * rows the later steps feed are made here too, untimed, by the bundle's synchronous preprocessor (the
- * same ids: test/core/tokenizer-parity.test.ts).
+ * engine's pool, one worker thread, the native tokenizer): is tokenization a bottleneck? The rows it
+ * encodes are the ones the later steps feed.
  */
 async function measureTokenization(ctx: BenchContext, d: Loaded): Promise<{ tokenization: BenchResult['tokenization']; encoded: EncodedRow[][] }> {
   ctx.phase('tokenizing with the server\'s default tokenizer (native, one worker thread): is tokenization a bottleneck?');
-  const encoded = d.inputs.map((inp) => inp.rows.map((r) => d.bundle.preprocessor.encode(r)));
   const tokenization: BenchResult['tokenization'] = [];
+  const encoded: EncodedRow[][] = [];
   for (const [i, inp] of d.inputs.entries()) {
-    const enc = encoded[i]!;
     const warmRows = (d.inputs[i + 1] ?? d.inputs[0]!).rows.slice(0, 32);
-    const [run] = await tokenizeByWorkers(d.bundle, inp.rows, warmRows, [1]);
+    const { run, encoded: results } = await tokenizeWithPool(d.bundle, inp.rows, warmRows, 1);
+    const enc = results.map((r, j) => {
+      if (!r.ok) throw new Error(`${inp.name}: row ${j + 1} (${inp.rows[j]!.id}) does not encode: ${r.message}`);
+      return r.direct;
+    });
+    encoded.push(enc);
     tokenization.push({
       input: inp.name,
-      tokenizer: run!.tokenizer,
-      rows_per_s: run!.rows_per_s,
+      tokenizer: run.tokenizer,
+      rows_per_s: run.rows_per_s,
       mean_tokens: round(enc.reduce((a, r) => a + r.ids.length, 0) / enc.length, 1),
       truncated_share: round(enc.filter((r) => r.truncated).length / enc.length, 3),
     });

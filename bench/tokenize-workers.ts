@@ -17,7 +17,7 @@ import type { Bundle } from '../core/runtime.ts';
 import type { Comparison } from '../core/types.ts';
 import { readRawRows } from '../datasets/arena-file.ts';
 import { startEncoderPool } from '../engine/encoder-pool.ts';
-import type { TokenizerChoice } from '../engine/encoder.ts';
+import type { Encoded, TokenizerChoice } from '../engine/encoder.ts';
 import { loadBundle, nodeRuntime } from '../runtime/node/index.ts';
 import { NATIVE_CALLS, type NativeCalls } from './tokenizer-variants.ts';
 
@@ -53,41 +53,53 @@ function moduleFor(tokenizer: TokenizerChoice, variant: boolean): string | null 
   return variant ? new URL('./tokenizer-variants.ts', import.meta.url).href : (nodeRuntime.tokenizerModule ?? null);
 }
 
+type PoolOptions = { readonly tokenizer?: TokenizerChoice; readonly swapTta?: boolean; readonly variant?: boolean };
+
 /**
- * For each worker count: a fresh pool, an untimed warm-up on `warmRows` (other rows than the timed
- * ones, so tokenizer caches hold none of them), then `rows` in one call, timed to the last row.
+ * A fresh pool of `workers`: an untimed warm-up on `warmRows` (other rows than the timed ones, so
+ * tokenizer caches hold none of them), then `rows` in one call, timed to the last row. The encoded
+ * rows come back too, for callers that feed them on (the bench's limit).
  */
+export async function tokenizeWithPool(
+  bundle: Bundle,
+  rows: readonly Comparison[],
+  warmRows: readonly Comparison[],
+  workers: number,
+  opts: PoolOptions = {},
+): Promise<{ readonly run: WorkerTokenization; readonly encoded: Encoded[] }> {
+  const pool = await startEncoderPool(bundle, workers, undefined, { module: moduleFor(opts.tokenizer ?? 'native', opts.variant ?? false) });
+  try {
+    await pool.encode(warmRows, opts.swapTta ?? false);
+    const c0 = cpuMs();
+    const t0 = performance.now();
+    const encoded = await pool.encode(rows, opts.swapTta ?? false);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuMs() - c0;
+    const run: WorkerTokenization = {
+      workers,
+      tokenizer: pool.library,
+      rows: rows.length,
+      seconds: Math.round(seconds * 1000) / 1000,
+      rows_per_s: Math.round((rows.length / seconds) * 10) / 10,
+      cpu_ms_per_row: Math.round((cpu / rows.length) * 100) / 100,
+      errors: encoded.filter((r) => !r.ok).length,
+    };
+    return { run, encoded };
+  } finally {
+    await pool.close();
+  }
+}
+
+/** tokenizeWithPool for each worker count, a fresh pool each. */
 export async function tokenizeByWorkers(
   bundle: Bundle,
   rows: readonly Comparison[],
   warmRows: readonly Comparison[],
   counts: readonly number[],
-  opts: { readonly tokenizer?: TokenizerChoice; readonly swapTta?: boolean; readonly variant?: boolean } = {},
+  opts: PoolOptions = {},
 ): Promise<WorkerTokenization[]> {
   const out: WorkerTokenization[] = [];
-  const module = moduleFor(opts.tokenizer ?? 'native', opts.variant ?? false);
-  for (const workers of counts) {
-    const pool = await startEncoderPool(bundle, workers, undefined, { module });
-    try {
-      await pool.encode(warmRows, opts.swapTta ?? false);
-      const c0 = cpuMs();
-      const t0 = performance.now();
-      const res = await pool.encode(rows, opts.swapTta ?? false);
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu = cpuMs() - c0;
-      out.push({
-        workers,
-        tokenizer: pool.library,
-        rows: rows.length,
-        seconds: Math.round(seconds * 1000) / 1000,
-        rows_per_s: Math.round((rows.length / seconds) * 10) / 10,
-        cpu_ms_per_row: Math.round((cpu / rows.length) * 100) / 100,
-        errors: res.filter((r) => !r.ok).length,
-      });
-    } finally {
-      await pool.close();
-    }
-  }
+  for (const workers of counts) out.push((await tokenizeWithPool(bundle, rows, warmRows, workers, opts)).run);
   return out;
 }
 
