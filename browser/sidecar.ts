@@ -5,9 +5,9 @@
 // the connection breaks. Rows and predictions convert through protocol/wire.ts, as on every side.
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-web';
-import type { Prediction } from '../core/result.ts';
+import { MAX_ID_BYTES, type Prediction } from '../core/result.ts';
 import type { Comparison } from '../core/types.ts';
-import { PairwisePreference, type Prediction as EsPrediction } from '../proto/gen-es/pairpref/v1/preference_pb.ts';
+import { PairwisePreference } from '../proto/gen-es/pairpref/v1/preference_pb.ts';
 import { comparisonToWire, predictionFromWire } from '../protocol/wire.ts';
 
 export interface SidecarOptions {
@@ -26,12 +26,11 @@ export interface SidecarModel {
   readonly version: string;
 }
 
-/** The sidecar failed part way: the rows it answered before, by index, and why it stopped. */
+/** The sidecar failed, part way or before any answer (the rows it answered went to `onRow` first). */
 export class SidecarError extends Error {
   override name = 'SidecarError';
   constructor(
     message: string,
-    readonly answered: ReadonlyMap<number, Prediction>,
     /** The status code (gRPC's numbers), or null when the sidecar could not be reached at all. */
     readonly code: number | null,
   ) {
@@ -43,9 +42,11 @@ export interface Sidecar {
   readonly url: string;
   /** GetModelInfo: the model it serves; throws SidecarError when it cannot be reached. */
   model(): Promise<SidecarModel>;
-  /** Scores the rows in one ScoreBatchStream; `onRow(i, p)` as each comes back. Throws SidecarError (with the rows answered so far). */
+  /** Scores the rows in one ScoreBatchStream; `onRow(i, p)` as each comes back. Throws SidecarError when it fails (the rows answered before went to `onRow`). */
   score(rows: readonly Comparison[], opts?: { readonly onRow?: (index: number, p: Prediction) => void; readonly signal?: AbortSignal }): Promise<Prediction[]>;
 }
+
+const UTF8 = new TextEncoder();
 
 /**
  * Ids the server can join answers by: the rows' own when they are unique, non-empty and short, else
@@ -53,7 +54,7 @@ export interface Sidecar {
  */
 export function wireIds(rows: readonly Comparison[]): string[] {
   const own = rows.map((r) => r.id);
-  const usable = new Set(own).size === own.length && own.every((id) => id !== '' && new TextEncoder().encode(id).length <= 256);
+  const usable = new Set(own).size === own.length && own.every((id) => id !== '' && UTF8.encode(id).length <= MAX_ID_BYTES);
   return usable ? own : rows.map((_, i) => `#${i}`);
 }
 
@@ -64,10 +65,6 @@ function describe(e: unknown, url: string): { message: string; code: number | nu
     return { message: `cannot reach ${url}: ${c.rawMessage}`, code: null };
   }
   return { message: `${url} answered ${Code[c.code] ?? c.code}: ${c.rawMessage}`, code: c.code };
-}
-
-function fromEs(p: EsPrediction): Prediction {
-  return predictionFromWire({ id: p.id, winnerModelA: p.winnerModelA, winnerModelB: p.winnerModelB, winnerTie: p.winnerTie, numTokens: p.numTokens, truncated: p.truncated, error: p.error });
 }
 
 export function connectSidecar(o: SidecarOptions): Sidecar {
@@ -82,7 +79,7 @@ export function connectSidecar(o: SidecarOptions): Sidecar {
         return { name: info.name, version: info.version };
       } catch (e) {
         const d = describe(e, url);
-        throw new SidecarError(d.message, new Map(), d.code);
+        throw new SidecarError(d.message, d.code);
       }
     },
     async score(rows, opts = {}) {
@@ -94,15 +91,15 @@ export function connectSidecar(o: SidecarOptions): Sidecar {
         for await (const p of client.scoreBatchStream({ comparisons }, { headers, timeoutMs: o.batchTimeoutMs ?? 120_000, signal: opts.signal })) {
           const i = index.get(p.id);
           if (i === undefined || answered.has(i)) continue;
-          const prediction = { ...fromEs(p), id: rows[i]!.id };
+          const prediction = { ...predictionFromWire(p), id: rows[i]!.id };
           answered.set(i, prediction);
           opts.onRow?.(i, prediction);
         }
       } catch (e) {
         const d = describe(e, url);
-        throw new SidecarError(d.message, answered, d.code);
+        throw new SidecarError(d.message, d.code);
       }
-      if (answered.size !== rows.length) throw new SidecarError(`${url} answered ${answered.size} of ${rows.length} rows`, answered, Code.Internal);
+      if (answered.size !== rows.length) throw new SidecarError(`${url} answered ${answered.size} of ${rows.length} rows`, Code.Internal);
       return rows.map((_, i) => answered.get(i)!);
     },
   };

@@ -48,7 +48,13 @@ export function predictionToWire(p: Prediction): WirePrediction {
   };
 }
 
-export function predictionFromWire(p: WirePrediction): Prediction {
+/**
+ * A Prediction message as either generated binding holds it: ts-proto's (proto/gen: the SDK, the
+ * server) or protobuf-es's (proto/gen-es: connect-web in the browser), whose `error` is optional.
+ */
+export type AnyWirePrediction = Omit<WirePrediction, 'error'> & { readonly error?: WirePrediction['error'] };
+
+export function predictionFromWire(p: AnyWirePrediction): Prediction {
   const base = {
     id: p.id,
     winner_model_a: p.winnerModelA,

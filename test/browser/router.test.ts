@@ -118,13 +118,11 @@ describe('the router when the sidecar fails', () => {
       url: 'http://fake',
       model: async () => ({ name: 'fixture', version: 'test' }),
       async score(rows, o) {
-        const answered = new Map<number, Prediction>();
         rows.slice(0, 5).forEach((r, i) => {
           const p = i === 4 ? errorPrediction(r.id, { code: 8, field: '', message: 'queue full' }) : scoredPrediction(r.id, [0.7, 0.2, 0.1], 9, false);
-          answered.set(i, p);
           o?.onRow?.(i, p);
         });
-        throw new SidecarError('http://fake answered UNAVAILABLE: pairpref is shutting down', answered, 14);
+        throw new SidecarError('http://fake answered UNAVAILABLE: pairpref is shutting down', 14);
       },
     };
     const page = fakePage();
