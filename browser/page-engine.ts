@@ -98,12 +98,11 @@ export async function loadEngine(opts: EngineOptions): Promise<Engine> {
     });
     const good = encoded.filter((e): e is EncodedRow => !(e instanceof RowInputError));
     const probs = good.length > 0 ? await runBatch(session, config, good) : [];
-    const latencyMs = performance.now() - t;
+    const how = { latencyMs: performance.now() - t, batchSize: good.length, provider };
     let k = 0;
     return chunk.map((row, i): ScoredRow => {
       const enc = encoded[i]!;
       const id = typeof row.id === 'string' ? row.id : '';
-      const how = { latencyMs, batchSize: good.length, provider };
       if (enc instanceof RowInputError) return { ...errorPrediction(id, { code: Status.INVALID_ARGUMENT, field: enc.field, message: enc.message }), ids: null, ...how };
       return { ...scoredPrediction(id, probs[k++]!, enc.ids.length, enc.truncated), ids: Array.from(enc.ids), ...how };
     });

@@ -131,17 +131,18 @@ export function createRouter(o: RouterOptions): Router {
         if (e instanceof SidecarError && e.code === null) state = { state: 'unreachable', detail: e.message };
       }
       // Rows the sidecar could not answer (it failed, or refused them for its own reasons) are scored here.
-      const todo = rows.map((_, i) => i).filter((i) => results[i] === undefined || (results[i]!.error !== undefined && RETRY_IN_PAGE.has(results[i]!.error!.code)));
+      const todo = rows.flatMap((_, i) => {
+        const r = results[i];
+        return r === undefined || (r.error !== undefined && RETRY_IN_PAGE.has(r.error.code)) ? [i] : [];
+      });
       if (todo.length > 0) {
         failure ??= `the sidecar could not score ${todo.length} row(s): ${results[todo[0]!]?.error?.message ?? 'no answer'}`;
         const local = await page.scoreRows(todo.map((i) => rows[i]!));
         todo.forEach((i, k) => (results[i] = inPage(local[k]!)));
         ro.onProgress?.(results);
       }
-      const report: RouteReport = failure
-        ? { route: 'sidecar', reason: `more than localMaxRows (${localMaxRows}) rows: sent to ${sidecar.url}`, fallback: failure, fallbackRows: todo.length }
-        : { route: 'sidecar', reason: `more than localMaxRows (${localMaxRows}) rows: sent to ${sidecar.url}`, fallback: null, fallbackRows: 0 };
-      return { rows: results.map((r) => r!), report };
+      const report: RouteReport = { route: 'sidecar', reason: `more than localMaxRows (${localMaxRows}) rows: sent to ${sidecar.url}`, fallback: failure, fallbackRows: todo.length };
+      return { rows: results as RoutedRow[], report };
     },
   };
 }
