@@ -79,6 +79,9 @@ async function resolveAddresses(targets: readonly string[]): Promise<Addresses> 
   throw new Error(`connect: targets resolve to both IPv4 and IPv6 addresses (${addrs.map((a) => a.ip).join(', ')}); use one family`);
 }
 
+/** The one grpc-js target that lists every address, e.g. "ipv4:127.0.0.1:5001,127.0.0.1:5002". */
+const addressListTarget = (a: Addresses): string => `${a.family}:${a.hostPorts.join(',')}`;
+
 /**
  * Targets -> one grpc-js target. One target is used as given (dns:, unix:, ... or HOST:PORT). Several
  * HOST:PORT targets become one ipv4:/ipv6: address list that round_robin spreads calls over;
@@ -87,8 +90,7 @@ async function resolveAddresses(targets: readonly string[]): Promise<Addresses> 
 export async function resolveTarget(targets: readonly string[]): Promise<string> {
   if (targets.length === 0) throw new Error('connect: no target given');
   if (targets.length === 1) return targets[0] as string;
-  const { family, hostPorts } = await resolveAddresses(targets);
-  return `${family}:${hostPorts.join(',')}`;
+  return addressListTarget(await resolveAddresses(targets));
 }
 
 /** Adds the bearer token to every call's metadata (works over TLS and plaintext alike). */
@@ -134,9 +136,9 @@ export async function openChannels(targets: readonly string[], s: ChannelSetting
     const unary = roundRobin(targets[0] as string);
     return { target: targets[0] as string, unary, replicas: [{ target: targets[0] as string, client: unary }] };
   }
-  const { family, hostPorts } = await resolveAddresses(targets);
-  const target = `${family}:${hostPorts.join(',')}`;
-  const replicas = hostPorts.map((hp, i) => ({ target: targets[i] as string, client: new PairwisePreferenceClient(`${family}:${hp}`, creds, opts) }));
+  const addrs = await resolveAddresses(targets);
+  const target = addressListTarget(addrs);
+  const replicas = addrs.hostPorts.map((hp, i) => ({ target: targets[i] as string, client: new PairwisePreferenceClient(`${addrs.family}:${hp}`, creds, opts) }));
   return { target, unary: roundRobin(target), replicas };
 }
 
