@@ -505,7 +505,15 @@ class Writer {
   messageField(num: number, build: (w: Writer) => void): this {
     const inner = new Writer();
     build(inner);
-    return this.bytesField(num, inner.finish());
+    return this.nested(num, inner);
+  }
+
+  /** A length-delimited field of another writer's bytes, taken as its chunks (a graph's weights are not joined twice). */
+  nested(num: number, inner: Writer): this {
+    inner.flush();
+    this.tag(num, WIRE_LEN).varint(inner.length).flush();
+    for (const c of inner.chunks) this.push(c);
+    return this;
   }
 
   finish(): Uint8Array {
@@ -619,10 +627,9 @@ export function rewriteModel(model: ReadModel, edit: GraphEdit): Uint8Array {
   for (const t of edit.addInitializers ?? []) graph.messageField(5, (w) => writeTensor(w, t));
   for (const v of edit.addInputs ?? []) graph.messageField(11, (w) => writeValueInfo(w, v));
   for (const v of edit.addOutputs ?? []) graph.messageField(12, (w) => writeValueInfo(w, v));
-  const graphBytes = graph.finish();
   const out = new Writer();
   for (const f of model.layout.modelFields) {
-    if (f === model.layout.graphField) out.bytesField(7, graphBytes);
+    if (f === model.layout.graphField) out.nested(7, graph);
     else copy(out, f);
   }
   return out.finish();
