@@ -20,6 +20,17 @@ export function statusName(code: number): string {
   return status[code] ?? String(code);
 }
 
+/** A grpc-js call's deadline in epoch ms (Infinity when it has none). */
+export function deadlineOf(call: { getDeadline(): Date | number }): number {
+  const deadline = call.getDeadline();
+  return deadline instanceof Date ? deadline.getTime() : Number(deadline);
+}
+
+/** grpc-js reports a passed deadline as a cancellation too: the clock tells the two apart (both in handlers and in the interceptor). */
+export function cancelledByDeadline(at: number): boolean {
+  return Number.isFinite(at) && Date.now() >= at - 1;
+}
+
 /** The request id the interceptor put in the call's metadata ('' outside an intercepted call). */
 export function requestIdOf(metadata: Metadata): string {
   const v = metadata.get(REQUEST_ID_HEADER)[0];
@@ -83,11 +94,7 @@ export function callOutcomeInterceptor(service: string, report: (o: CallOutcome)
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
-          onCancel: () => {
-            const deadline = call.getDeadline();
-            const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-            end(Number.isFinite(at) && Date.now() >= at - 1 ? status.DEADLINE_EXCEEDED : status.CANCELLED);
-          },
+          onCancel: () => end(cancelledByDeadline(deadlineOf(call)) ? status.DEADLINE_EXCEEDED : status.CANCELLED),
         }),
       sendStatus: (st, next) => {
         end(st.code);

@@ -5,6 +5,7 @@
 // `pairpref-retryable: 1` trailer). Each call logs with its request id (calls.ts) and, when traced,
 // its engine spans go under the grpc instrumentation's server span (telemetry.ts).
 import { Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js';
+import type { Logger } from '../core/log.ts';
 import {
   PairwisePreferenceService,
   type GetModelInfoRequest,
@@ -13,10 +14,8 @@ import {
   type ScoreResponse,
 } from '../proto/gen/pairpref/v1/preference.ts';
 import { decodeScoreRequest, decodeStreamRequest } from '../protocol/decode.ts';
-import { requestIdOf } from './calls.ts';
+import { cancelledByDeadline, deadlineOf, requestIdOf } from './calls.ts';
 import { CallError, callScope, deadlineSignal, RETRYABLE_TRAILER, type CallInfo, type PreferenceCore, type RowStream, type StreamSink } from './service-core.ts';
-
-export { type ServiceOptions } from './service-core.ts';
 
 /** The service with passthrough request deserializers: handlers decode the bytes themselves. */
 export const RawPairwisePreferenceService = {
@@ -34,7 +33,7 @@ export interface RawPreferenceServer {
 }
 
 /** A CallError as grpc-js sends it; a retryable one carries the trailer that tells clients to back off and retry. */
-export function toServiceError(e: CallError): Partial<ServiceError> {
+function toServiceError(e: CallError): Partial<ServiceError> {
   if (!e.retryable) return { code: e.code, details: e.message };
   const metadata = new Metadata();
   metadata.set(RETRYABLE_TRAILER, '1');
@@ -44,13 +43,11 @@ export function toServiceError(e: CallError): Partial<ServiceError> {
 type GrpcCall = { metadata: Metadata; getDeadline(): Date | number; on(e: 'cancelled', f: () => void): unknown };
 
 /** The call's signal and scope: 'cancelled' when the client goes away, 'deadline' when its deadline passes. */
-function callInfo(call: GrpcCall, method: string, core: { logger?: Parameters<typeof callScope>[2] }): CallInfo & { done: () => void } {
-  const deadline = call.getDeadline();
-  const at = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+function callInfo(call: GrpcCall, method: string, logger: Logger | undefined): CallInfo & { done: () => void } {
+  const at = deadlineOf(call);
   const { signal, abort, done } = deadlineSignal(at);
-  // grpc-js reports a passed deadline as 'cancelled' too: the clock tells the two apart.
-  call.on('cancelled', () => abort(Number.isFinite(at) && Date.now() >= at - 1 ? 'deadline' : 'cancelled'));
-  return { signal, scope: callScope(requestIdOf(call.metadata), method, core.logger), done };
+  call.on('cancelled', () => abort(cancelledByDeadline(at) ? 'deadline' : 'cancelled'));
+  return { signal, scope: callScope(requestIdOf(call.metadata), method, logger), done };
 }
 
 /** A grpc-js writable call as a stream's sink. */
@@ -78,10 +75,10 @@ function follow(call: ServerWritableStream<Buffer, WirePrediction> | ServerDuple
   });
 }
 
-export function createPreferenceService(core: PreferenceCore, opts: { logger?: Parameters<typeof callScope>[2] }): RawPreferenceServer {
+export function createPreferenceService(core: PreferenceCore, opts: { logger?: Logger }): RawPreferenceServer {
   return {
     score(call, callback) {
-      const info = callInfo(call, 'Score', opts);
+      const info = callInfo(call, 'Score', opts.logger);
       core.score(() => decodeScoreRequest(call.request), info).then(
         (predictions) => {
           info.done();
@@ -95,7 +92,7 @@ export function createPreferenceService(core: PreferenceCore, opts: { logger?: P
     },
 
     scoreStream(call) {
-      const info = callInfo(call, 'ScoreStream', opts);
+      const info = callInfo(call, 'ScoreStream', opts.logger);
       let s: RowStream;
       try {
         s = core.openStream(info, call, grpcSink(call, info.done));
@@ -110,7 +107,7 @@ export function createPreferenceService(core: PreferenceCore, opts: { logger?: P
     },
 
     scoreBatchStream(call) {
-      const info = callInfo(call, 'ScoreBatchStream', opts);
+      const info = callInfo(call, 'ScoreBatchStream', opts.logger);
       let s: RowStream;
       try {
         s = core.openBatchStream(() => decodeScoreRequest(call.request), info, grpcSink(call, info.done));
