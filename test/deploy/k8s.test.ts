@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import ts from 'typescript';
 import { parse, parseAllDocuments } from 'yaml';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
+import { freePort } from '../helpers/net.ts';
 import { killChildren, spawnServe, type ServeChild } from '../helpers/serve-child.ts';
 
 const K8S_DIR = fileURLToPath(new URL('../../deploy/k8s/', import.meta.url));
@@ -408,17 +408,6 @@ async function untilServing(h: HealthClient, service: string, child: ServeChild,
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.fail(`health never SERVING (last: ${last}); log:\n${child.log()}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 // ---- tests ---------------------------------------------------------------------------------

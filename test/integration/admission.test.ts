@@ -13,6 +13,7 @@ import { PairwisePreferenceClient, ScoreRequest, ScoreResponse, ScoreStreamReque
 import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'pairpref-admission-'));
 const dir = writeFixtureBundle(join(work, 'bundle')).dir;
@@ -164,7 +165,7 @@ describe('admission: --max-queue-tokens and --max-streams', () => {
     try {
       const big = client.score(Array.from({ length: 1500 }, (_, i) => row(`big-${i}`)));
       // Once the big call is admitted, its rows are the backlog.
-      while (server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows === 0) await new Promise((r) => setTimeout(r, 2));
+      await waitUntil('the big call to be admitted', () => server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows > 0, 60_000, 2);
       const during = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
       const backlogRows = [...during.matchAll(/^pairpref_backlog_rows\{stage="(tokenizer|batch)"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[2]), 0);
       assert.ok(backlogRows > 0, 'the backlog gauges show the admitted call');
@@ -199,9 +200,7 @@ describe('admission: --max-queue-tokens and --max-streams', () => {
       s.on('end', () => (ev.ended = true));
       return { s, ev };
     };
-    const until = async (cond: () => boolean): Promise<void> => {
-      while (!cond()) await new Promise((r) => setTimeout(r, 5));
-    };
+    const until = (cond: () => boolean): Promise<void> => waitUntil(String(cond), cond, 60_000, 5);
     try {
       const open = [watched(), watched()];
       open.forEach((o, i) => o.s.write({ comparison: row(`open-${i}`), options: undefined }));

@@ -13,6 +13,8 @@ import { PairwisePreferenceClient, Prediction, ScoreStreamRequest, type Comparis
 import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { wire } from '../helpers/grpc-client.ts';
+import { metric } from '../helpers/net.ts';
+import { waitUntil as until } from '../helpers/wait.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'pairpref-cancel-'));
 const dir = writeFixtureBundle(join(work, 'bundle'), { preference: { truncation: { max_length: 512 } } }).dir;
@@ -29,24 +31,10 @@ function synthRows(n: number, tag: string, chars: number): WireComparison[] {
 
 const deviceRows = (s: RunningServer): number => s.scorer.loads().reduce((n, l) => n + l.rows, 0);
 
-const until = async (what: string, cond: () => boolean, ms = 60_000, pollMs = 10): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
-};
-
 const idle = (s: RunningServer): boolean => {
   const b = s.scorer.backlog();
   return b.tokenizerRows + b.batchRows === 0;
 };
-
-async function metric(s: RunningServer, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.split(' ')[0] === name);
-  return line ? Number(line.split(' ')[1]) : 0;
-}
 
 describe('deadlines and cancellation', () => {
   test('3,000 rows with a 100 ms deadline: DEADLINE_EXCEEDED, and far fewer rows reach the device than were sent', async () => {

@@ -14,6 +14,7 @@ import type { RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { killChildren, spawnServe, type ServeChild } from '../helpers/serve-child.ts';
 import { wire } from '../helpers/grpc-client.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const insecure = (): ChannelCredentials => credentials.createInsecure();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -112,14 +113,6 @@ function openStream(client: PairwisePreferenceClient): OpenStream {
       poll();
     });
   return { call, answers, ended, answered, write: (rows) => rows.forEach((r) => call.write({ comparison: r, options: undefined })) };
-}
-
-async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 const busy = (s: RunningServer): boolean => {

@@ -17,6 +17,7 @@ import { loadScorer, type Health, type Scorer } from '../../engine/scorer.ts';
 import { loadBundle, nodeRuntime } from '../../runtime/node/index.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'pairpref-faults-'));
 const dir = writeFixtureBundle(join(work, 'bundle')).dir;
@@ -25,13 +26,8 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const rows = (n: number, tag: string): Comparison[] =>
   Array.from({ length: n }, (_, i) => ({ id: `${tag}-${i}`, kind: 'turns', prompt: [`question ${i}`], response_a: ['a'.repeat(1 + (i % 40))], response_b: ['b'] }));
 
-const until = async (what: string, cond: () => boolean, ms = 30_000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+const until = (what: string, cond: () => boolean): Promise<void> => waitUntil(what, cond, 30_000);
+
 
 /** The real runtime, except that runners of `device` fail their first `failures` batches after warm-up. */
 function flakyRuntime(device: string, failures: number): Runtime & { started: number } {

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -23,8 +22,10 @@ import type { RunningServer } from '../../server/server.ts';
 import { startServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
+import { freePort, metric } from '../helpers/net.ts';
 import { makePki, type Pki } from '../helpers/pki.ts';
 import { readArena } from '../helpers/shared-data.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const TOL = 1e-9;
 const SERVICE = 'pairpref.v1.PairwisePreference';
@@ -93,12 +94,6 @@ async function connectCode(p: Promise<unknown>): Promise<ConnectError> {
   throw new Error('the call succeeded');
 }
 
-async function metric(s: RunningServer, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.split(' ')[0] === name);
-  return line ? Number(line.split(' ')[1]) : 0;
-}
-
 function grpcBatchStream(address: string, rows: readonly Comparison[], swapTta = false, md = new Metadata()): Promise<Prediction[]> {
   const c = new PairwisePreferenceClient(address, credentials.createInsecure());
   return new Promise<Prediction[]>((resolve, reject) => {
@@ -111,14 +106,6 @@ function grpcBatchStream(address: string, rows: readonly Comparison[], swapTta =
 }
 
 const PAGE = 'http://page.test:5173';
-
-async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 describe('the HTTP port serves the gRPC port\'s service (fixture model)', () => {
   let server: RunningServer;
@@ -388,7 +375,7 @@ describe('loading, health and the drain on the HTTP port', () => {
       () => null,
       (e: unknown) => ConnectError.from(e),
     );
-    while (answers.length < 4) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the first answers of the stream', () => answers.length >= 4, 60_000, 5);
     const closing = server.close({ graceMs: 400, timeoutMs: 20_000 });
     await new Promise((r) => setTimeout(r, 100));
     assert.equal((await fetch(`${base}/healthz`)).status, 503, 'NOT_SERVING during the grace period');
@@ -410,7 +397,7 @@ describe('the drain timeout on the HTTP port', () => {
     const server = await serveModel({ modelDir: bundle, port: 0, devices: 'cpu', intraOpThreads: 1, httpPort: 0, maxRowsPerCall: 3000 });
     const connect = createClient(PairwisePreference, createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: '1.1', useBinaryFormat: true }));
     const call = connectCode(connect.score({ comparisons: esRows(synthRows(3000, 'slow')) }));
-    while (server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil('the call to reach the engine', () => server.scorer.backlog().tokenizerRows + server.scorer.backlog().batchRows > 0, 60_000, 5);
     const { cancelled } = await server.close({ graceMs: 0, timeoutMs: 100 });
     assert.equal(cancelled, true);
     await call;

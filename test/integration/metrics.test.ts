@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { createServer as createNetServer } from 'node:net';
 import { loadNodeScorer, serveModel } from '../../cli/wiring.ts';
 import { PairwisePreferenceClient } from '../../proto/gen/pairpref/v1/preference.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
+import { freePort, sample } from '../helpers/net.ts';
 
 test('metrics count rows by outcome and report device work', async () => {
   const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
@@ -41,12 +41,6 @@ test('metrics count rows by outcome and report device work', async () => {
     await server.close();
   }
 });
-
-/** The value of one sample line (`name{labels} value`), or null when the scrape has no such line. */
-function sample(text: string, series: string): number | null {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? null : Number(line.slice(series.length + 1));
-}
 
 test('stage histograms and call counts follow the work done (te_* / nv_inference_* shapes)', async () => {
   const dir = writeFixtureBundle(mkdtempSync(join(tmpdir(), 'pairpref-'))).dir;
@@ -132,14 +126,3 @@ test('calls refused while the model loads, or without the bearer token, are coun
     await (server ?? (await starting)).close();
   }
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
