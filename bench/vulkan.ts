@@ -153,9 +153,3 @@ export function hostAt(root = '/', env: NodeJS.ProcessEnv = process.env): Vulkan
 export function webgpuEnv(a: WebgpuAdapter): NodeJS.ProcessEnv {
   return a.vk_icd_filenames ? { VK_ICD_FILENAMES: a.vk_icd_filenames } : {};
 }
-
-/** One line for the report. */
-export function adapterLine(a: WebgpuAdapter): string {
-  const names = a.device_names.length > 0 ? `, vulkaninfo: ${a.device_names.join('; ')}` : ', device name not known (onnxruntime-node does not report its adapter, and no vulkaninfo answered)';
-  return `webgpu adapter: ${a.kind}${a.icd_files.length > 0 ? ` via ${describe(a.icd_files)}` : ''}${names} (${a.why})`;
-}
