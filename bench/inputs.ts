@@ -8,8 +8,8 @@ export const DEFAULT_INPUTS = ['../shared/data/arena-hard-pairs.csv.gz', '../sha
 
 /**
  * The fixed-padding comparison's input: multi-turn dialogues whose lengths spread from a few dozen
- * tokens to the budget (at the default model's 512: p10 64, median 217, p90 512, 16 % truncated over
- * 400 evenly spaced rows), unlike arena-hard, where 85 % of rows reach the budget and dynamic
+ * tokens to the budget (at the default model's 512: p10 66, median 211, p90 512, 20 % truncated over
+ * 400 evenly spaced rows), unlike arena-hard, where 80 % of its first 400 rows reach the budget and dynamic
  * padding has almost nothing to save.
  */
 export const FIXED_PADDING_INPUT = '../shared/data/hh-harmless-test.csv.gz';
