@@ -95,16 +95,16 @@ function showSidecarStatus(s: ReturnType<Router['status']>): void {
           : `Checking ${s.detail}…`;
 }
 
-/** A router over the engine and the sidecar in the field (none when it is empty). */
-async function configureSidecar(url: string | null): Promise<ReturnType<Router['status']>> {
-  const e = await ready;
+/** A router over the engine and the sidecar in the field (none when it is empty): in place at once, then checked. */
+async function configureSidecar(e: Engine, url: string | null): Promise<ReturnType<Router['status']>> {
   const trimmed = (url ?? '').trim();
   sidecarInput.value = trimmed;
-  router = createRouter({ page: e, sidecar: trimmed === '' ? null : connectSidecar({ url: trimmed }) });
-  showSidecarStatus(router.status());
-  await router.check();
-  showSidecarStatus(router.status());
-  return router.status();
+  const r = createRouter({ page: e, sidecar: trimmed === '' ? null : connectSidecar({ url: trimmed }) });
+  router = r;
+  showSidecarStatus(r.status());
+  await r.check();
+  if (router === r) showSidecarStatus(r.status()); // unless a newer URL replaced it meanwhile
+  return r.status();
 }
 
 const ready = loadEngine({ modelBase, ortBase, prefer, onStatus: (t) => (engineText.textContent = t) });
@@ -125,7 +125,7 @@ ready.then(
       fallback.hidden = false;
     }
     setBusy(false);
-    void configureSidecar(params.get('sidecar'));
+    void configureSidecar(e, params.get('sidecar'));
   },
   (err: unknown) => {
     engineBox.dataset['state'] = 'failed';
@@ -184,7 +184,7 @@ download.addEventListener('click', () => {
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 });
 
-sidecarInput.addEventListener('change', () => void configureSidecar(sidecarInput.value));
+sidecarInput.addEventListener('change', () => void ready.then((e) => configureSidecar(e, sidecarInput.value)));
 
 $('pair-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -241,11 +241,10 @@ const hook: PairprefHook = {
   ready: ready.then((e) => e.info),
   scoreRows: async (rows, opts) => (await ready).scoreRows(rows, opts),
   route: async (rows) => {
-    await ready;
-    while (router === null) await new Promise((r) => setTimeout(r, 10));
-    return router.scoreRows(rows);
+    await ready; // ready's first reaction (above) has put the router in place by now
+    return router!.scoreRows(rows);
   },
-  setSidecar: (url) => configureSidecar(url),
+  setSidecar: async (url) => configureSidecar(await ready, url),
   lastResults: [],
   lastReport: null,
 };
