@@ -2,14 +2,18 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_BATCHING } from '../core/batch.ts';
-import type { Logger, LogLevel } from '../core/log.ts';
+import { createLogger, type Logger, type LogLevel } from '../core/log.ts';
 import { DEFAULT_LIMITS } from '../engine/admission.ts';
-import { createProcessLogger, LOG_FORMATS, type LogFormat, type ProcessLogLevel } from '../platform/log.ts';
+import { createProcessLogger, type ProcessLogLevel } from '../platform/log.ts';
 import { reportTracingProblems, stopTracing, tracingStarted } from '../platform/telemetry.ts';
 import type { TlsOptions } from '../server/security.ts';
 import { DEFAULT_CONNECTION_AGE_GRACE_MS, DEFAULT_DRAIN, DEFAULT_SERVER_LIMITS, type RunningServer } from '../server/server.ts';
 import { intArg, tokenizerOption } from './args.ts';
 import { serveModel } from './wiring.ts';
+
+/** stderr log lines: pretty is core/log.ts's plain line, json is pino's object (platform/log.ts). */
+const LOG_FORMATS = ['json', 'pretty'] as const;
+type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Exit code of a drain that had to cancel calls still running at --drain-timeout-ms. */
 export const EXIT_DRAIN_CANCELLED = 2;
@@ -175,8 +179,9 @@ function handleSignals(log: Logger): { serving(running: RunningServer): void } {
 
 export function registerServe(program: Command): void {
   addFlags(program.command('serve').description('Serve a model bundle over gRPC (PairwisePreference, grpc.health.v1.Health, reflection), and with --http-port over Connect, gRPC-Web and JSON.')).action(async (o: ServeFlags) => {
-    // pino-backed (platform/log.ts), checked here to be core's Logger: the server and engine log through it.
-    const log: Logger = createProcessLogger({ level: o.logLevel satisfies ProcessLogLevel, format: o.logFormat });
+    // The server and engine log through it: core's plain lines, or pino's JSON (platform/log.ts, checked here to be core's Logger).
+    const write = (line: string): void => void process.stderr.write(line);
+    const log: Logger = o.logFormat === 'json' ? createProcessLogger({ level: o.logLevel satisfies ProcessLogLevel, write }) : createLogger(o.logLevel, write);
     await reportTracingProblems((msg) => log.warn(msg));
     const tls = tlsFromFlags(o);
     const authToken = tokenFromFile(o.authTokenFile);
