@@ -11,12 +11,13 @@
 // onnxruntime's optimized graphs (what actually ran) for inspection.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { argmax3, rowLogLoss } from '../core/metrics.ts';
+import { argmax3 } from '../core/metrics.ts';
 import type { Probs } from '../core/postprocess.ts';
 import { runBatch } from '../core/run-batch.ts';
 import type { EncodedRow, PreferenceConfig } from '../core/types.ts';
-import { CPU, loadBundle, openSession, sessionOptions, type NodeSession } from '../runtime/node/index.ts';
+import { CPU, loadBundle, openSession, sessionOptions } from '../runtime/node/index.ts';
 import { readArenaCsv, type LabelIndex } from './arena-csv.ts';
+import { lossAccuracy, scoreAll } from './onnx-eval.ts';
 
 export const DEV = '../shared/data/alpaca-pairs-dev.csv.gz';
 
@@ -54,17 +55,6 @@ export interface ParityOptions {
   readonly onProgress?: (line: string) => void;
 }
 
-async function scoreAll(session: NodeSession, config: PreferenceConfig, rows: readonly EncodedRow[], batchSize: number): Promise<Probs[]> {
-  const order = rows.map((_, i) => i).sort((x, y) => rows[y]!.ids.length - rows[x]!.ids.length);
-  const out: Probs[] = new Array(rows.length);
-  for (let s = 0; s < order.length; s += batchSize) {
-    const part = order.slice(s, s + batchSize);
-    const probs = await runBatch(session, config, part.map((i) => rows[i]!));
-    part.forEach((i, j) => (out[i] = probs[j]!));
-  }
-  return out;
-}
-
 /** Encoded dev rows and labels: all of them, or `n` spread evenly over the file. */
 export async function loadRows(bundleDir: string, csv: string, n?: number): Promise<{ rows: EncodedRow[]; labels: LabelIndex[]; subset: string }> {
   const { preprocessor } = loadBundle(bundleDir);
@@ -88,21 +78,11 @@ async function score(path: string, config: PreferenceConfig, rows: readonly Enco
   const session = await openSession(path, options);
   try {
     const t0 = Date.now();
-    const probs = await scoreAll(session, config, rows, o.batchSize ?? 16);
+    const probs = await scoreAll({ score: (batch) => runBatch(session, config, batch) }, rows, o.batchSize ?? 16);
     return { probs, seconds: (Date.now() - t0) / 1000 };
   } finally {
     await session.release();
   }
-}
-
-function lossAcc(probs: readonly Probs[], labels: readonly LabelIndex[]): { log_loss: number; accuracy: number } {
-  let nll = 0;
-  let correct = 0;
-  labels.forEach((y, i) => {
-    nll += rowLogLoss(probs[i]!, y);
-    if (argmax3(probs[i]!) === y) correct++;
-  });
-  return { log_loss: nll / labels.length, accuracy: correct / labels.length };
 }
 
 /** Scores rows with the bundle's float32 graph and with each of `models`, and compares. */
@@ -129,9 +109,9 @@ export async function compareGraphs(o: ParityOptions, data?: { rows: EncodedRow[
       }
       if (argmax3(p) !== argmax3(q)) flips++;
     });
-    others.push({ model: path, ...lossAcc(got.probs, labels), max_abs_dp: max, mean_abs_dp: sum / (3 * rows.length), argmax_changes: flips, seconds: got.seconds });
+    others.push({ model: path, ...lossAccuracy(got.probs, labels), max_abs_dp: max, mean_abs_dp: sum / (3 * rows.length), argmax_changes: flips, seconds: got.seconds });
   }
-  return { csv, rows: rows.length, subset, float32: { model: modelPath, ...lossAcc(ref.probs, labels), seconds: ref.seconds }, others };
+  return { csv, rows: rows.length, subset, float32: { model: modelPath, ...lossAccuracy(ref.probs, labels), seconds: ref.seconds }, others };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

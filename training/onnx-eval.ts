@@ -31,7 +31,7 @@ export async function openBundle(dir: string, opts: { threads?: number } = {}): 
 }
 
 /** Scores rows in length-sorted batches (as the server does); results come back in input order. */
-export async function scoreAll(bundle: OpenBundle, rows: readonly EncodedRow[], batchSize = 16): Promise<Probs[]> {
+export async function scoreAll(bundle: Pick<OpenBundle, 'score'>, rows: readonly EncodedRow[], batchSize = 16): Promise<Probs[]> {
   const order = rows.map((_, i) => i).sort((x, y) => rows[y]!.ids.length - rows[x]!.ids.length);
   const out: Probs[] = new Array(rows.length);
   for (let s = 0; s < order.length; s += batchSize) {
@@ -66,24 +66,27 @@ export async function evaluateCsv(bundle: OpenBundle, csv: string, limit = Infin
   }
   const p = await scoreAll(bundle, fwd);
   const q = await scoreAll(bundle, swp);
-  let nll = 0;
-  let correct = 0;
   let sym = 0;
-  labels.forEach((y, i) => {
-    const pi = p[i]!;
-    nll += rowLogLoss(pi, y); // the same clipping as pairpref eval
-    if (argmax3(pi) === y) correct++;
-    sym += Math.abs(pi[0] - q[i]![1]);
-  });
+  p.forEach((pi, i) => (sym += Math.abs(pi[0] - q[i]![1])));
   const n = labels.length;
   return {
     rows: n,
-    log_loss: nll / n,
-    accuracy: correct / n,
+    ...lossAccuracy(p, labels),
     symmetry: sym / n,
     truncated_fraction: fwd.filter((r) => r.truncated).length / n,
     seconds: (Date.now() - t0) / 1000,
   };
+}
+
+/** Mean log loss (the same clipping as pairpref eval) and accuracy of probabilities against labels. */
+export function lossAccuracy(probs: readonly Probs[], labels: readonly LabelIndex[]): { log_loss: number; accuracy: number } {
+  let nll = 0;
+  let correct = 0;
+  labels.forEach((y, i) => {
+    nll += rowLogLoss(probs[i]!, y);
+    if (argmax3(probs[i]!) === y) correct++;
+  });
+  return { log_loss: nll / labels.length, accuracy: correct / labels.length };
 }
 
 export interface ReferenceRow {
