@@ -42,7 +42,8 @@ message ModelProto {
 export const T = { FLOAT: 1, INT64: 7, FLOAT16: 10, BFLOAT16: 16 } as const;
 
 let root: protobuf.Root | undefined;
-function modelType(): protobuf.Type {
+/** onnx.ModelProto in this file's schema (also what test/fixtures/fixture-model.ts encodes with). */
+export function modelType(): protobuf.Type {
   root ??= protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
   return root.lookupType('onnx.ModelProto');
 }
