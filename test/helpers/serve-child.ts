@@ -14,9 +14,13 @@ export interface ServeChild {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-/** `pairpref serve --port 0 --devices cpu ARGS...` (ARGS name the model and anything else). */
-export function spawnServe(args: readonly string[]): ServeChild {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--devices', 'cpu', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `pairpref serve --port 0 --devices cpu ARGS...` (ARGS name the model and anything else);
+ * `devices: null` leaves --devices out (serve's own default, as `npm start` runs it).
+ */
+export function spawnServe(args: readonly string[], { devices = 'cpu' }: { devices?: string | null } = {}): ServeChild {
+  const deviceArgs = devices === null ? [] : ['--devices', devices];
+  const proc = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...deviceArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(proc);
   let log = '';
   const waiters = new Set<() => void>();

@@ -1,7 +1,7 @@
 // Four times more load than the server can take, for a minute: `pairpref serve` (a child process,
 // fixture model) measured first at saturation, then offered 4x that rate in open-loop unary calls.
-// What must hold: excess calls are refused fast (RESOURCE_EXHAUSTED), every call that is accepted
-// completes with all its rows scored, health keeps answering, and the server's RSS stays bounded
+// What must hold: excess calls are refused (RESOURCE_EXHAUSTED, not left to their deadline), every
+// call that is accepted completes with all its rows scored, health keeps answering, and the server's RSS stays bounded
 // (no growth between the first and the last third of the minute). Loopback only; every loop is
 // bounded in count and time.
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
@@ -9,7 +9,6 @@ import { loadSync } from '@grpc/proto-loader';
 import { loadPackageDefinition, type Client } from '@grpc/grpc-js';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,13 +16,12 @@ import { after, test } from 'node:test';
 import { PairwisePreferenceClient, type Comparison, type Prediction } from '../../proto/gen/pairpref/v1/preference.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { wire } from '../helpers/grpc-client.ts';
+import { killChildren, spawnServe } from '../helpers/serve-child.ts';
 
-const BIN = new URL('../../bin/pairpref.mjs', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'pairpref-overload-'));
 const dir = writeFixtureBundle(join(work, 'bundle'), { preference: { truncation: { max_length: 256 } } }).dir;
-let child: ChildProcess | null = null;
 after(() => {
-  child?.kill('SIGKILL');
+  killChildren();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -33,18 +31,10 @@ const words = 'a server answers questions about pairs of responses and which one
 const rowsFor = (tag: string): Comparison[] =>
   Array.from({ length: ROWS_PER_CALL }, (_, i) => wire({ id: `${tag}-${i}`, prompt: [`question ${tag}`], responseA: [words.slice(0, 100 + ((i * 37) % 400))], responseB: [words.slice(0, 120)] }));
 
-function start(): Promise<{ address: string; pid: number }> {
-  const c = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--model', dir, '--devices', 'cpu', '--max-queue-tokens', '20000', '--drain-grace-ms', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child = c;
-  let log = '';
-  return new Promise((resolve, reject) => {
-    c.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = /serving .* on (\S+) \(devices/.exec(log);
-      if (m) resolve({ address: m[1]!, pid: c.pid! });
-    });
-    c.once('exit', (code) => reject(new Error(`serve exited (${code}):\n${log}`)));
-  });
+async function start(): Promise<{ address: string; pid: number }> {
+  const c = spawnServe(['--model', dir, '--max-queue-tokens', '20000', '--drain-grace-ms', '0']);
+  const m = await c.waitFor(/serving .* on (\S+) \(devices/);
+  return { address: m[1]!, pid: c.proc.pid! };
 }
 
 const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
@@ -83,7 +73,7 @@ function healthChecker(address: string): { check(): Promise<string>; close(): vo
   };
 }
 
-test('4x overload for a minute: excess refused fast, accepted calls complete, health answers, RSS bounded', { timeout: 180_000 }, async () => {
+test('4x overload for a minute: excess refused with RESOURCE_EXHAUSTED, accepted calls complete, health answers, RSS bounded', { timeout: 180_000 }, async () => {
   const { address, pid } = await start();
   const client = new PairwisePreferenceClient(address, credentials.createInsecure());
   const health = healthChecker(address);

@@ -1,6 +1,6 @@
 // `pairpref serve` as users run it: a child process that reaches SERVING and drains on SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,55 +8,35 @@ import { after, test } from 'node:test';
 import { cudaProviderInstalled } from '../../runtime/node/index.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 import { testClient, wire } from '../helpers/grpc-client.ts';
+import { killChildren, spawnServe } from '../helpers/serve-child.ts';
 
 const BIN = new URL('../../bin/pairpref.mjs', import.meta.url).pathname;
 /** No child may outlive its test or hang npm test. */
 const SPAWN_TIMEOUT_MS = 60_000;
 const SERVING_TIMEOUT_MS = 120_000;
-const children = new Set<ChildProcess>();
-after(() => {
-  for (const c of children) c.kill('SIGKILL');
-});
+after(killChildren);
 
-/** Starts `pairpref serve` and resolves with the address once it logs SERVING. */
-function serve(args: string[]): Promise<{ address: string; stop: (signal: NodeJS.Signals) => Promise<{ code: number | null; log: string }> }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let log = '';
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
-      children.delete(child);
-      resolve(code);
-    }),
-  );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`serve did not reach SERVING within ${SERVING_TIMEOUT_MS} ms:\n${log}`));
-    }, SERVING_TIMEOUT_MS);
-    child.stderr.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = /serving .* on (\S+) \(devices: .*health: SERVING\)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({
-          address: m[1]!,
-          stop: async (signal) => {
-            child.kill(signal);
-            // A drain that never ends fails the test instead of hanging it.
-            const killer = setTimeout(() => child.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
-            const code = await exited;
-            clearTimeout(killer);
-            return { code, log };
-          },
-        });
-      }
-    });
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited (${code}) before SERVING:\n${log}`));
-    });
-  });
+/** Starts `pairpref serve` (ARGS say the model and --devices) and resolves with the address once it logs SERVING. */
+async function serve(args: string[]): Promise<{ address: string; stop: (signal: NodeJS.Signals) => Promise<{ code: number | null; log: string }> }> {
+  const child = spawnServe(args, { devices: null });
+  let m: RegExpExecArray;
+  try {
+    m = await child.waitFor(/serving .* on (\S+) \(devices: .*health: SERVING\)/, SERVING_TIMEOUT_MS);
+  } catch (e) {
+    child.proc.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    address: m[1]!,
+    stop: async (signal) => {
+      child.proc.kill(signal);
+      // A drain that never ends fails the test instead of hanging it.
+      const killer = setTimeout(() => child.proc.kill('SIGKILL'), SPAWN_TIMEOUT_MS);
+      const { code } = await child.exited;
+      clearTimeout(killer);
+      return { code, log: child.log() };
+    },
+  };
 }
 
 test('pairpref serve reaches SERVING, scores, and exits 0 on SIGTERM after draining', async () => {
