@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { loadNodeScorer } from '../../cli/wiring.ts';
 import { loadBundle } from '../../runtime/node/index.ts';
-import { CUDA_INSTALL_HINT, resolveDevices } from '../../runtime/node/index.ts';
+import { CUDA_INSTALL_HINT, cudaProviderInstalled, resolveDevices } from '../../runtime/node/index.ts';
 import { countVisibleCuda, probeCudaProvider } from '../../runtime/node/devices.ts';
 import { writeFixtureBundle } from '../fixtures/fixture-bundle.ts';
 
@@ -100,8 +100,16 @@ describe('--devices', () => {
   });
 
   test('the CUDA probe runs a real session in a child process and reports why it failed', () => {
-    // This machine has no CUDA provider libraries: onnxruntime refuses the provider, and the probe
-    // must say so instead of throwing or claiming success.
+    if (cudaProviderInstalled()) {
+      // Provider libraries present (npm run install:cuda, a GPU host): cuda:0 may well work, a GPU
+      // that does not exist cannot, and the probe must say why instead of throwing.
+      const r = probeCudaProvider(99);
+      assert.equal(r.ok, false);
+      assert.ok((r.reason ?? '').length > 0, 'the probe says why');
+      return;
+    }
+    // No CUDA provider libraries: onnxruntime refuses the provider, and the probe must say so
+    // instead of throwing or claiming success.
     const r = probeCudaProvider(0);
     assert.equal(r.ok, false);
     assert.match(r.reason ?? '', /Failed to load|providers_shared|providers_cuda|cannot open/);
