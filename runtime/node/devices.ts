@@ -64,11 +64,7 @@ function resolveAuto(cuda: boolean, opts: ResolveOptions): ResolvedDevices {
   };
 }
 
-/**
- * "auto" picks every visible CUDA GPU when the CUDA provider is installed, else one CPU
- * session. WebGPU is never picked automatically: on hosts without a GPU it falls back to a
- * software adapter that is slower than the CPU provider.
- */
+/** The outcome of a test session on a CUDA device (probeCudaProvider). */
 export interface CudaProbe {
   readonly ok: boolean;
   /** Why the test session failed (onnxruntime's message and, when it logged one, the library that failed to load). */
