@@ -49,6 +49,11 @@ export interface ServedGraph {
   readonly labelPositions: string | null;
 }
 
+/** A graph served as it is: these inputs, preference.json's head.output. */
+export function servedAsIs(inputs: readonly string[]): ServedGraph {
+  return { inputs: [...inputs], output: null, labelLogits: false, labelPositions: null };
+}
+
 export interface GraphPlan {
   /** The original graph as the bundle ships it (what validateGraph checks). */
   readonly signature: GraphSignature;
@@ -185,7 +190,7 @@ export function planServedGraph(source: ByteSource | ReadModel, config: Preferen
   const model = 'layout' in source ? source : readOnnxModel(source);
   const signature = signatureOfModel(model);
   const inputs = signature.inputs.map((v) => v.name);
-  const unchanged: GraphPlan = { signature, bytes: null, served: { inputs, output: null, labelLogits: false, labelPositions: null }, notes: [] };
+  const unchanged: GraphPlan = { signature, bytes: null, served: servedAsIs(inputs), notes: [] };
   const head = model.graph.outputs.find((o) => o.name === config.head.output);
   // A head output that is missing or not a float tensor is validateGraph's to report.
   if (!head || !head.isTensor || !FLOAT_TYPES.includes(head.elemType)) return unchanged;

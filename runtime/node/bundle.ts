@@ -2,17 +2,19 @@
 // core's Bundle. The graph itself is checked against preference.json (core/graph.ts) once a
 // session has opened it; here model.onnx is only scanned (core/onnx-proto.ts, in small reads that
 // skip the weights) for the external data files its weights live in, which must sit next to it.
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import { BundleError } from '../../core/graph.ts';
-import { externalDataFiles, OnnxFormatError, readOnnxModel, type ByteSource } from '../../core/onnx-proto.ts';
+import { externalDataFiles, readOnnxModel } from '../../core/onnx-proto.ts';
 import { createPreprocessor } from '../../core/preprocess.ts';
 import type { Bundle } from '../../core/runtime.ts';
 import { createTokenizer } from '../../core/tokenizer.ts';
 import type { PreferenceConfig } from '../../core/types.ts';
+import { readModelFile } from './model-file.ts';
 
 export { BundleError };
+export { fileByteSource } from './model-file.ts';
 
 export interface NodeBundle extends Bundle {
   /** The bundle directory, absolute. */
@@ -28,54 +30,12 @@ function readJson(path: string, what: string): unknown {
 }
 
 /**
- * model.onnx (or any file) as a ByteSource read in 64 KiB blocks: scanning a model's structure
- * reads its headers, not its weights. Every read returns fresh bytes. close() when done.
- */
-export function fileByteSource(path: string): ByteSource & { close(): void } {
-  const fd = openSync(path, 'r');
-  const length = statSync(path).size;
-  const BLOCK = 1 << 16;
-  let cached: { start: number; bytes: Uint8Array } | null = null;
-  const readAt = (offset: number, n: number): Uint8Array => {
-    const out = new Uint8Array(Math.max(0, Math.min(n, length - offset)));
-    let done = 0;
-    while (done < out.length) {
-      const got = readSync(fd, out, done, out.length - done, offset + done);
-      if (got === 0) break;
-      done += got;
-    }
-    return done === out.length ? out : out.subarray(0, done);
-  };
-  return {
-    length,
-    read(offset, n) {
-      if (n > BLOCK / 2) return readAt(offset, n);
-      if (!cached || offset < cached.start || offset + n > cached.start + cached.bytes.length) {
-        cached = { start: offset, bytes: readAt(offset, BLOCK) };
-      }
-      const at = offset - cached.start;
-      return cached.bytes.slice(at, at + n);
-    },
-    close: () => closeSync(fd),
-  };
-}
-
-/**
  * The external data files model.onnx names (each must be a plain relative path inside the bundle,
  * present, and long enough for its tensors), with their sizes. An unreadable model.onnx is left
  * to onnxruntime to report, with its own message, when the session opens.
  */
 function externalData(dir: string, modelPath: string): Array<{ location: string; bytes: number }> {
-  let files;
-  const src = fileByteSource(modelPath);
-  try {
-    files = externalDataFiles(readOnnxModel(src).graph);
-  } catch (e) {
-    if (e instanceof OnnxFormatError) return [];
-    throw e;
-  } finally {
-    src.close();
-  }
+  const files = readModelFile(modelPath, (src) => externalDataFiles(readOnnxModel(src).graph)) ?? [];
   return files.map((f) => {
     const path = normalize(join(dir, f.location));
     if (f.location === '' || isAbsolute(f.location) || !path.startsWith(dir + sep)) {

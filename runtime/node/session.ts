@@ -5,13 +5,12 @@ import './ort-env.ts';
 import * as ort from 'onnxruntime-node';
 import { dirname } from 'node:path';
 import type { TensorMaker } from '../../core/feeds.ts';
-import { planServedGraph, type GraphPlan, type ServedGraph } from '../../core/graph-edit.ts';
+import { planServedGraph, servedAsIs, type ServedGraph } from '../../core/graph-edit.ts';
 import { signatureOf, type GraphSignature } from '../../core/graph.ts';
-import { OnnxFormatError } from '../../core/onnx-proto.ts';
 import type { OutputTensor, SessionRun } from '../../core/run-batch.ts';
 import type { DeviceSpec } from '../../core/runtime.ts';
 import type { PreferenceConfig } from '../../core/types.ts';
-import { fileByteSource } from './bundle.ts';
+import { readModelFile } from './model-file.ts';
 import { sessionOptions, type SessionTuning } from './session-options.ts';
 
 export const NODE_TENSORS: TensorMaker<ort.Tensor> = {
@@ -30,19 +29,6 @@ export interface NodeSession extends SessionRun<ort.Tensor> {
 
 export const CPU: DeviceSpec = { name: 'cpu', provider: 'cpu', deviceId: 0 };
 
-function plan(modelPath: string, config: PreferenceConfig): GraphPlan | null {
-  const src = fileByteSource(modelPath);
-  try {
-    return planServedGraph(src, config);
-  } catch (e) {
-    // Not readable as ONNX here: onnxruntime opens the file itself and says what is wrong with it.
-    if (e instanceof OnnxFormatError) return null;
-    throw e;
-  } finally {
-    src.close();
-  }
-}
-
 /**
  * The session options travel as plain data (into a worker thread), hence the separate step. With
  * the bundle's config, the graph is planned first (core/graph-edit.ts): an edited model is created
@@ -50,7 +36,7 @@ function plan(modelPath: string, config: PreferenceConfig): GraphPlan | null {
  * bytes it would look in the working directory); an unedited one from its path, as before.
  */
 export async function openSession(modelPath: string, options: Record<string, unknown>, config?: PreferenceConfig): Promise<NodeSession> {
-  const p = config ? plan(modelPath, config) : null;
+  const p = config ? readModelFile(modelPath, (src) => planServedGraph(src, config)) : null;
   let session: ort.InferenceSession;
   if (p?.bytes) {
     const extra = (options['extra'] ?? {}) as Record<string, unknown>;
@@ -63,7 +49,7 @@ export async function openSession(modelPath: string, options: Record<string, unk
   return {
     tensors: NODE_TENSORS,
     signature: p ? p.signature : signatureOf(session),
-    graph: p ? p.served : { inputs: [...session.inputNames], output: null, labelLogits: false, labelPositions: null },
+    graph: p ? p.served : servedAsIs(session.inputNames),
     edits: p?.notes ?? [],
     async run(feeds, output): Promise<OutputTensor> {
       const t = (await session.run(feeds, [output]))[output];

@@ -3,7 +3,7 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { resolvePreferenceConfig } from '../../core/config.ts';
 import type { TensorMaker } from '../../core/feeds.ts';
-import { planServedGraph, type GraphPlan } from '../../core/graph-edit.ts';
+import { planServedGraph, servedAsIs, type GraphPlan } from '../../core/graph-edit.ts';
 import { signatureOf, type GraphSignature } from '../../core/graph.ts';
 import { byteSource, externalDataFiles, OnnxFormatError, readOnnxModel } from '../../core/onnx-proto.ts';
 import { createPreprocessor } from '../../core/preprocess.ts';
@@ -174,7 +174,7 @@ function wrap(session: ort.InferenceSession, provider: Provider, fallbackReason:
   return {
     tensors: WEB_TENSORS,
     signature: plan ? plan.signature : signatureOf(session),
-    graph: plan ? plan.served : { inputs: [...session.inputNames], output: null, labelLogits: false, labelPositions: null },
+    graph: plan ? plan.served : servedAsIs(session.inputNames),
     provider,
     fallbackReason,
     adapter,
