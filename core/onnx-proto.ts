@@ -5,7 +5,7 @@
 //  - only the fields pairpref reads are decoded; every other byte (unknown fields, metadata,
 //    functions, tensor payloads) is copied through untouched, so a rewrite loses nothing;
 //  - the model is read through a ByteSource, so the server can scan a large model.onnx from disk in
-//    small reads without holding its inline weights (runtime/node/bundle.ts) and the browser can
+//    small reads without holding its inline weights (runtime/node/model-file.ts) and the browser can
 //    read a fetched buffer (byteSource).
 // Field numbers are onnx.proto's (onnx/onnx.proto, IR version 10).
 
