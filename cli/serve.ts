@@ -53,7 +53,7 @@ interface ServeFlags {
   otlpEndpoint?: string;
 }
 
-function readOrExit(path: string, what: string): Buffer {
+function readFlagFile(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
@@ -62,23 +62,23 @@ function readOrExit(path: string, what: string): Buffer {
 }
 
 /** --tls-cert/--tls-key (both or neither) and --tls-client-ca, read from disk. */
-export function tlsFromFlags(o: Pick<ServeFlags, 'tlsCert' | 'tlsKey' | 'tlsClientCa'>): TlsOptions | undefined {
+function tlsFromFlags(o: Pick<ServeFlags, 'tlsCert' | 'tlsKey' | 'tlsClientCa'>): TlsOptions | undefined {
   if (!o.tlsCert && !o.tlsKey) {
     if (o.tlsClientCa) throw new Error('--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)');
     return undefined;
   }
   if (!o.tlsCert || !o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
   return {
-    cert: readOrExit(o.tlsCert, '--tls-cert'),
-    key: readOrExit(o.tlsKey, '--tls-key'),
-    ...(o.tlsClientCa ? { clientCa: readOrExit(o.tlsClientCa, '--tls-client-ca') } : {}),
+    cert: readFlagFile(o.tlsCert, '--tls-cert'),
+    key: readFlagFile(o.tlsKey, '--tls-key'),
+    ...(o.tlsClientCa ? { clientCa: readFlagFile(o.tlsClientCa, '--tls-client-ca') } : {}),
   };
 }
 
 /** The token file's content, trimmed; an empty file is an error, not "no auth". */
-export function tokenFromFile(path: string | undefined): string | undefined {
+function tokenFromFile(path: string | undefined): string | undefined {
   if (path === undefined) return undefined;
-  const token = readOrExit(path, '--auth-token-file').toString('utf8').trim();
+  const token = readFlagFile(path, '--auth-token-file').toString('utf8').trim();
   if (token === '') throw new Error(`--auth-token-file: ${path} is empty`);
   return token;
 }
@@ -103,35 +103,34 @@ export function collectOrigins(value: string, previous: string[]): string[] {
 }
 
 function addFlags(cmd: Command): Command {
-  const int = (flag: string, min: number) => intArg(flag, min);
   return cmd
     .option('--model <dir>', 'model bundle directory (model.onnx, tokenizer.json, preference.json)', 'models/default')
     .option('--host <host>', 'address to listen on (a non-loopback address without TLS or a token logs a warning)', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0), 50051)
+    .option('--port <port>', 'port to listen on (0 picks a free one)', intArg('--port', 0), 50051)
     .option('--devices <list>', 'comma-separated devices, one session each: auto, cpu, cpu,cpu, webgpu, cuda:0,cuda:1 (auto = every visible CUDA GPU when the CUDA provider is installed and a test session on cuda:0 runs, else cpu)', 'auto')
-    .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', int('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
-    .option('--max-batch-size <n>', 'most rows in one batch', int('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
-    .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', int('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
-    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores, or the container\'s CPU quota when lower, split over the CPU sessions)', int('--intra-op-threads', 1))
-    .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', int('--preprocess-threads', 0))
+    .option('--max-batch-tokens <n>', 'padded-token budget of one batch (rows x longest row)', intArg('--max-batch-tokens', 1), DEFAULT_BATCHING.maxBatchTokens)
+    .option('--max-batch-size <n>', 'most rows in one batch', intArg('--max-batch-size', 1), DEFAULT_BATCHING.maxBatchSize)
+    .option('--max-queue-delay-ms <ms>', 'longest a row waits for a fuller batch while a device is free', intArg('--max-queue-delay-ms', 0), DEFAULT_BATCHING.maxQueueDelayMs)
+    .option('--intra-op-threads <n>', 'onnxruntime threads per session (default: the cores, or the container\'s CPU quota when lower, split over the CPU sessions)', intArg('--intra-op-threads', 1))
+    .option('--preprocess-threads <n>', 'tokenizer worker threads; 0 tokenizes on the event loop (default: 1 with CPU sessions, else cores - 1, at most 8)', intArg('--preprocess-threads', 0))
     .addOption(tokenizerOption())
-    .option('--max-queue-tokens <n>', 'tokens waiting (tokenizer backlog, estimated, plus batch queue) beyond which new calls get RESOURCE_EXHAUSTED', int('--max-queue-tokens', 1), DEFAULT_LIMITS.maxQueueTokens)
-    .option('--max-rows-per-call <n>', 'comparisons in one Score call; more is INVALID_ARGUMENT (use ScoreStream for large jobs)', int('--max-rows-per-call', 1), DEFAULT_SERVER_LIMITS.maxRowsPerCall)
-    .option('--max-row-chars <n>', 'characters of one field (all its turns); a longer field is a per-row INVALID_ARGUMENT, never tokenized', int('--max-row-chars', 1), DEFAULT_LIMITS.maxRowChars)
-    .option('--max-streams <n>', 'open ScoreStream calls; one more is RESOURCE_EXHAUSTED', int('--max-streams', 1), DEFAULT_SERVER_LIMITS.maxStreams)
-    .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have unanswered (until flushed) before the server stops reading it', int('--max-inflight-per-stream', 1), DEFAULT_SERVER_LIMITS.maxInflightPerStream)
-    .option('--max-message-bytes <n>', 'largest request or response message; larger is RESOURCE_EXHAUSTED', int('--max-message-bytes', 1024), DEFAULT_SERVER_LIMITS.maxMessageBytes)
+    .option('--max-queue-tokens <n>', 'tokens waiting (tokenizer backlog, estimated, plus batch queue) beyond which new calls get RESOURCE_EXHAUSTED', intArg('--max-queue-tokens', 1), DEFAULT_LIMITS.maxQueueTokens)
+    .option('--max-rows-per-call <n>', 'comparisons in one Score call; more is INVALID_ARGUMENT (use ScoreStream for large jobs)', intArg('--max-rows-per-call', 1), DEFAULT_SERVER_LIMITS.maxRowsPerCall)
+    .option('--max-row-chars <n>', 'characters of one field (all its turns); a longer field is a per-row INVALID_ARGUMENT, never tokenized', intArg('--max-row-chars', 1), DEFAULT_LIMITS.maxRowChars)
+    .option('--max-streams <n>', 'open ScoreStream calls; one more is RESOURCE_EXHAUSTED', intArg('--max-streams', 1), DEFAULT_SERVER_LIMITS.maxStreams)
+    .option('--max-inflight-per-stream <n>', 'rows one ScoreStream may have unanswered (until flushed) before the server stops reading it', intArg('--max-inflight-per-stream', 1), DEFAULT_SERVER_LIMITS.maxInflightPerStream)
+    .option('--max-message-bytes <n>', 'largest request or response message; larger is RESOURCE_EXHAUSTED', intArg('--max-message-bytes', 1024), DEFAULT_SERVER_LIMITS.maxMessageBytes)
     .option('--tls-cert <file>', 'PEM certificate chain: serve TLS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-client-ca <file>', 'PEM CA bundle: require client certificates it signed (mutual TLS)')
     .option('--auth-token-file <file>', 'require "authorization: Bearer <token>" on every call but health checks (the file holds the token)')
-    .option('--health-port <port>', 'also serve grpc.health.v1.Health alone, in plaintext, on this port (for kubelet probes when TLS is on)', int('--health-port', 0))
-    .option('--drain-grace-ms <ms>', 'on SIGTERM/SIGINT: health NOT_SERVING, still serving, for this long before new calls are refused', int('--drain-grace-ms', 0), DEFAULT_DRAIN.graceMs)
-    .option('--drain-timeout-ms <ms>', 'then in-flight calls may take this long before they are cancelled (exit code 2)', int('--drain-timeout-ms', 0), DEFAULT_DRAIN.timeoutMs)
-    .option('--max-connection-age-ms <ms>', 'close each client connection (GOAWAY) after this long so clients re-resolve and spread over replicas added since; 0 = never', int('--max-connection-age-ms', 0), 0)
-    .option('--max-connection-age-grace-ms <ms>', 'calls on a connection past its age get this long to finish before it is closed', int('--max-connection-age-grace-ms', 0), DEFAULT_CONNECTION_AGE_GRACE_MS)
-    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', int('--metrics-port', 0))
-    .option('--http-port <port>', 'also serve PairwisePreference over Connect, gRPC-Web and JSON on this port (browsers, curl): same engine, limits, TLS and token (off by default)', int('--http-port', 0))
+    .option('--health-port <port>', 'also serve grpc.health.v1.Health alone, in plaintext, on this port (for kubelet probes when TLS is on)', intArg('--health-port', 0))
+    .option('--drain-grace-ms <ms>', 'on SIGTERM/SIGINT: health NOT_SERVING, still serving, for this long before new calls are refused', intArg('--drain-grace-ms', 0), DEFAULT_DRAIN.graceMs)
+    .option('--drain-timeout-ms <ms>', 'then in-flight calls may take this long before they are cancelled (exit code 2)', intArg('--drain-timeout-ms', 0), DEFAULT_DRAIN.timeoutMs)
+    .option('--max-connection-age-ms <ms>', 'close each client connection (GOAWAY) after this long so clients re-resolve and spread over replicas added since; 0 = never', intArg('--max-connection-age-ms', 0), 0)
+    .option('--max-connection-age-grace-ms <ms>', 'calls on a connection past its age get this long to finish before it is closed', intArg('--max-connection-age-grace-ms', 0), DEFAULT_CONNECTION_AGE_GRACE_MS)
+    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (off by default)', intArg('--metrics-port', 0))
+    .option('--http-port <port>', 'also serve PairwisePreference over Connect, gRPC-Web and JSON on this port (browsers, curl): same engine, limits, TLS and token (off by default)', intArg('--http-port', 0))
     .option('--http-cors-origin <origins>', 'origins whose pages may call --http-port (CORS), comma-separated or repeated, e.g. http://localhost:5173; * allows any', collectOrigins, [])
     .option('--otlp-endpoint <url>', 'export OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318; /v1/traces is appended); OTEL_EXPORTER_OTLP_ENDPOINT does the same (off by default)')
     .addOption(new Option('--log-level <level>', 'log verbosity (debug adds a line per call, with its request id)').choices(['debug', 'info', 'warn', 'error']).default('info'))

@@ -19,7 +19,7 @@ export interface TracingTarget {
 const FLAG = '--otlp-endpoint';
 
 /** `--otlp-endpoint http://host:4318` -> http://host:4318/v1/traces (a URL already ending in /v1/traces is kept). */
-export function tracesUrl(endpoint: string): string {
+function tracesUrl(endpoint: string): string {
   let u: URL;
   try {
     u = new URL(endpoint);

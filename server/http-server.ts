@@ -43,7 +43,7 @@ const ALLOW_HEADERS = [...connectCors.allowedHeaders, 'authorization', REQUEST_I
 const EXPOSE_HEADERS = [...connectCors.exposedHeaders, REQUEST_ID_HEADER, `trailer-${REQUEST_ID_HEADER}`, RETRYABLE_TRAILER, `trailer-${RETRYABLE_TRAILER}`];
 
 /** CORS response headers for a request from `origin`, or null when that origin is not allowed. */
-export function corsHeaders(origin: string | undefined, allowed: readonly string[]): Record<string, string> | null {
+function corsHeaders(origin: string | undefined, allowed: readonly string[]): Record<string, string> | null {
   if (origin === undefined || !(allowed.includes('*') || allowed.includes(origin))) return null;
   return { 'access-control-allow-origin': origin, vary: 'Origin', 'access-control-expose-headers': EXPOSE_HEADERS.join(', ') };
 }

@@ -26,7 +26,7 @@ export function authorizationMatches(header: string | null | undefined, token: s
 }
 
 /** `authorization: Bearer <token>` in a gRPC call's metadata equals the token. */
-export function bearerMatches(metadata: Metadata, token: string): boolean {
+function bearerMatches(metadata: Metadata, token: string): boolean {
   const header = metadata.get('authorization')[0];
   return authorizationMatches(typeof header === 'string' ? header : undefined, token);
 }
