@@ -1,6 +1,6 @@
 // Leveled logger. Lines go to `write` (the CLI passes stderr, so stdout stays free for command
 // output such as `eval --json`); the default is console.error, which works in Node and browsers.
-// `pairpref serve` uses a pino-backed Logger instead (platform/log.ts: JSON or this same line format).
+// `pairpref serve --log-format json` uses a pino-backed Logger instead (platform/log.ts); `pretty` is this one.
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
