@@ -8,6 +8,7 @@ import { DEFAULT_WINDOW } from '../core/window.ts';
 import { countRecords } from '../datasets/arena-file.ts';
 import { scoreFile, type ScoredRow, type ScoreFileOptions, type SkippedRow, type StreamScorer } from '../datasets/score-file.ts';
 import { intArg, tokenizerOption } from './args.ts';
+import { csvField } from '../core/csv.ts';
 import { exitOnSignals, writeFileAtomically } from './atomic-file.ts';
 import { progressWanted, startProgress } from './progress.ts';
 import { openLocal } from './wiring.ts';
@@ -165,10 +166,6 @@ export async function* scoreInput(f: SourceFlags, client: StreamScorer, label: s
 export function reportSkipped(skipped: readonly SkippedRow[]): void {
   if (skipped.length === 0) return;
   process.stderr.write(`skipped ${skipped.length} bad row(s):\n${skipped.map(describeSkipped).join('\n')}\n`);
-}
-
-function csvField(s: string): string {
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 /** Runs an action body; any error is one clear line on stderr and exit code 1. */
