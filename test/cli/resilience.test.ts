@@ -9,31 +9,16 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { RunningServer } from '../../server/server.ts';
 import { spawnServer } from '../client/child-server.ts';
-import { fixtureBundle, startFixtureServer, tempDir } from '../client/helpers.ts';
+import { fixtureServerForFile } from '../client/helpers.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { readSubmission, spawnCli, type SpawnedCli } from './run-cli.ts';
 
-const tmp = tempDir();
-const bundle = fixtureBundle(tmp.dir);
-let server: RunningServer;
-
-before(async () => {
-  server = await startFixtureServer(bundle);
-});
-after(async () => {
-  await server.close();
-  tmp.cleanup();
-});
+const fixture = fixtureServerForFile();
+const { tmp, bundle } = fixture;
 
 const rowsDone = (s: RunningServer): number => s.scorer.loads().reduce((n, l) => n + l.rows, 0);
 const line = (i: number, labeled = false): string =>
   JSON.stringify({ id: `r${i}`, prompt: `["question ${i}"]`, response_a: '["a"]', response_b: '["bb"]', ...(labeled ? { winner_model_a: 1, winner_model_b: 0, winner_tie: 0 } : {}) }) + '\n';
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  for (const end = Date.now() + timeoutMs; !cond(); ) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A named pipe the CLI reads its input from, fed by the test. */
 class Feed {
@@ -71,7 +56,7 @@ function tempRows(dir: string, output: string): number {
  * Node's exit waits for the thread blocked in read().)
  */
 async function closeAfterExitLine(feed: Feed, cli: SpawnedCli): Promise<void> {
-  await waitFor(() => /interrupted by/.test(cli.stderr()), 'the exit line');
+  await waitUntil('the exit line', () => /interrupted by/.test(cli.stderr()));
   feed.end();
 }
 
@@ -79,11 +64,11 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
   test(`score: ${sig} mid-run removes the temp output and exits ${code} with one line`, async () => {
     const feed = new Feed(`in-${sig}.jsonl`);
     const output = `out-${sig}.csv`;
-    const cli = spawnCli(['score', '--input', feed.path, '--output', join(tmp.dir, output), '--server', server.address]);
+    const cli = spawnCli(['score', '--input', feed.path, '--output', join(tmp.dir, output), '--server', fixture.server.address]);
     try {
       for (let i = 0; i < 10; i++) await feed.write(line(i));
       // Ten rows scored and written to the temp file; the eleventh has not been fed: mid-run.
-      await waitFor(() => tempRows(tmp.dir, output) === 10, 'ten rows in the temp output');
+      await waitUntil('ten rows in the temp output', () => tempRows(tmp.dir, output) === 10);
       cli.proc.kill(sig);
       await closeAfterExitLine(feed, cli);
       const r = await cli.done;
@@ -99,11 +84,11 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
 
 test('eval: SIGINT mid-run exits 130 with one line and prints no report', async () => {
   const feed = new Feed('eval-in.jsonl');
-  const before = rowsDone(server);
-  const cli = spawnCli(['eval', '--input', feed.path, '--server', server.address, '--json']);
+  const before = rowsDone(fixture.server);
+  const cli = spawnCli(['eval', '--input', feed.path, '--server', fixture.server.address, '--json']);
   try {
     for (let i = 0; i < 10; i++) await feed.write(line(i, true));
-    await waitFor(() => rowsDone(server) - before >= 10, 'ten rows scored by the server');
+    await waitUntil('ten rows scored by the server', () => rowsDone(fixture.server) - before >= 10);
     cli.proc.kill('SIGINT');
     await closeAfterExitLine(feed, cli);
     const r = await cli.done;
@@ -125,7 +110,7 @@ test("score: a killed run's stale temp file is removed by the next run; a live p
   writeFileSync(live, 'in progress');
   const input = join(tmp.dir, 'stale-in.jsonl');
   writeFileSync(input, line(1) + line(2));
-  const r = await spawnCli(['score', '--input', input, '--output', output, '--server', server.address]).done;
+  const r = await spawnCli(['score', '--input', input, '--output', output, '--server', fixture.server.address]).done;
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, `pairpref score: removed ${stale}, left by a run that was killed\n`);
   assert.equal(existsSync(stale), false);
@@ -138,16 +123,16 @@ test('score --server A,B: A killed mid-run; every row written once, in order; re
   const feed = new Feed('failover-in.jsonl');
   const output = 'failover.csv';
   // The child is listed first: when both replicas owe nothing, the first one gets the next row.
-  const cli = spawnCli(['score', '--input', feed.path, '--output', join(tmp.dir, output), '--server', `${child.address},${server.address}`, '--window', '16']);
+  const cli = spawnCli(['score', '--input', feed.path, '--output', join(tmp.dir, output), '--server', `${child.address},${fixture.server.address}`, '--window', '16']);
   try {
     for (let i = 0; i < 50; i++) await feed.write(line(i));
-    await waitFor(() => tempRows(tmp.dir, output) === 50, 'the first 50 rows written');
+    await waitUntil('the first 50 rows written', () => tempRows(tmp.dir, output) === 50);
     // Neither replica owes anything now, so row r50 goes to the child (listed first), which,
     // stopped, keeps it. Once the other replica scores a later row, r50 has certainly been dealt.
     child.signal('SIGSTOP');
-    const base = rowsDone(server);
+    const base = rowsDone(fixture.server);
     for (let i = 50; i < 100; i++) await feed.write(line(i));
-    await waitFor(() => rowsDone(server) > base, 'a row after r50 scored by the other replica');
+    await waitUntil('a row after r50 scored by the other replica', () => rowsDone(fixture.server) > base);
     // Killed, the child leaves r50 (and whatever else it was dealt) to be re-sent to the other replica.
     child.signal('SIGKILL');
     feed.end();

@@ -6,21 +6,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readArenaFile } from '../../datasets/arena-file.ts';
 import type { RunningServer } from '../../server/server.ts';
-import { fixtureBundle, SHARED_DATA, startFixtureServer, tempDir } from '../client/helpers.ts';
+import { fixtureServerForFile, SHARED_DATA } from '../client/helpers.ts';
 import { readSubmission, runCli } from './run-cli.ts';
 
 const ARENA_HARD = join(SHARED_DATA, 'arena-hard-pairs.csv.gz');
-const tmp = tempDir();
-const bundle = fixtureBundle(tmp.dir);
-let server: RunningServer;
-
-before(async () => {
-  server = await startFixtureServer(bundle);
-});
-after(async () => {
-  await server.close();
-  tmp.cleanup();
-});
+const fixture = fixtureServerForFile();
+const { tmp, bundle } = fixture;
 
 describe('score arena-hard-pairs.csv.gz', () => {
   test('through a server and in-process: 1,500 rows, input ids in input order, rows sum to 1, modes agree within 1e-6', async () => {
@@ -33,7 +24,7 @@ describe('score arena-hard-pairs.csv.gz', () => {
 
     const viaServer = join(tmp.dir, 'server.csv');
     const inProcess = join(tmp.dir, 'local.csv');
-    const s = await runCli(['score', '--input', ARENA_HARD, '--output', viaServer, '--server', server.address]);
+    const s = await runCli(['score', '--input', ARENA_HARD, '--output', viaServer, '--server', fixture.server.address]);
     assert.equal(s.code, 0, s.stderr);
     assert.equal(s.stdout, '');
     assert.equal(s.stderr, '', 'quiet when not a terminal');
@@ -67,7 +58,7 @@ describe('bad rows', () => {
     const input = join(tmp.dir, 'five.csv');
     writeFileSync(input, [header, good('1'), good('2'), good('3'), good('4'), good('5')].join('\n') + '\n');
     const output = join(tmp.dir, 'three.csv');
-    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address, '--limit', '3']);
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', fixture.server.address, '--limit', '3']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readSubmission(output).rows.map((x) => x.id), ['1', '2', '3']);
   });
@@ -76,7 +67,7 @@ describe('bad rows', () => {
     const input = join(tmp.dir, 'one.csv');
     writeFileSync(input, [header, good('1')].join('\n') + '\n');
     const output = join(tmp.dir, 'no-such-folder', 'out.csv');
-    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address]);
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', fixture.server.address]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--output .*no-such-folder\/out\.csv: the folder .*no-such-folder does not exist/);
     assert.doesNotMatch(r.stderr, /tmp-\d+/);
@@ -86,7 +77,7 @@ describe('bad rows', () => {
     const input = join(tmp.dir, 'bad.csv');
     writeFileSync(input, [header, good('1'), good('2'), '3,"[""x""]","{""not"": ""a list""}","[""b""]"', good('4')].join('\n') + '\n');
     const output = join(tmp.dir, 'bad-out.csv');
-    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address]);
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', fixture.server.address]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /pairpref score: error: .*bad\.csv:4: response_a: response_a is not a JSON list of strings \(got object\) \(id "3"\)/);
     assert.equal(existsSync(output), false);
@@ -96,12 +87,12 @@ describe('bad rows', () => {
   test('unterminated quote and missing column fail with their line numbers', async () => {
     const quote = join(tmp.dir, 'quote.csv');
     writeFileSync(quote, [header, good('1'), '2,"[""oops]","[""a""]","[""b""]', good('3')].join('\n') + '\n');
-    const q = await runCli(['score', '--input', quote, '--output', join(tmp.dir, 'q.csv'), '--server', server.address]);
+    const q = await runCli(['score', '--input', quote, '--output', join(tmp.dir, 'q.csv'), '--server', fixture.server.address]);
     assert.equal(q.code, 1);
     assert.match(q.stderr, /quote\.csv:3: unterminated or stray quote/);
     const missing = join(tmp.dir, 'missing.csv');
     writeFileSync(missing, [header, good('1'), '2,"[""x""]","[""a""]"'].join('\n') + '\n');
-    const m = await runCli(['score', '--input', missing, '--output', join(tmp.dir, 'm.csv'), '--server', server.address]);
+    const m = await runCli(['score', '--input', missing, '--output', join(tmp.dir, 'm.csv'), '--server', fixture.server.address]);
     assert.equal(m.code, 1);
     assert.match(m.stderr, /missing\.csv:3: response_b: record has 3 field\(s\), the header has 4/);
   });
@@ -112,7 +103,7 @@ describe('bad rows', () => {
     const turns = JSON.stringify({ id: 'd', prompt: ['turn', null], response_a: ['a', 'x'], response_b: ['b', 'y'] });
     writeFileSync(input, [row('a'), row('b', 'not json'), '{oops', row('c'), row('a'), turns].join('\n') + '\n');
     const output = join(tmp.dir, 'skip.csv');
-    const r = await runCli(['score', '--input', input, '--output', output, '--server', server.address, '--skip-bad']);
+    const r = await runCli(['score', '--input', input, '--output', output, '--server', fixture.server.address, '--skip-bad']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(readSubmission(output).rows.map((x) => x.id), ['a', 'c', 'd']);
     assert.match(r.stderr, /skipped 3 bad row\(s\):/);

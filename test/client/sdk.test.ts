@@ -1,28 +1,22 @@
 // The SDK against a real server (fixture bundle, real ONNX sessions) on an ephemeral port.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import { connect, PairprefError, type PairprefClient, type Row } from '../../client/index.ts';
 import { turnsToRaw } from '../../core/parse.ts';
 import type { RunningServer } from '../../server/server.ts';
-import { fixtureBundle, startFixtureServer, tempDir } from './helpers.ts';
+import { freePort } from '../helpers/net.ts';
+import { fixtureServerForFile, startFixtureServer } from './helpers.ts';
 
-const tmp = tempDir();
-const bundle = fixtureBundle(tmp.dir);
-let server: RunningServer;
+const fixture = fixtureServerForFile();
+const { tmp, bundle } = fixture;
 let client: PairprefClient;
 
 before(async () => {
-  server = await startFixtureServer(bundle);
-  client = connect(server.address);
+  client = connect((await fixture.started).address);
 });
-after(async () => {
-  client.close();
-  await server.close();
-  tmp.cleanup();
-});
+after(() => client.close());
 
 function synthetic(i: number): Row {
   return { id: `r${i}`, prompt: [`question ${i % 97}?`], response_a: [`answer ${i % 13}`], response_b: [`reply ${i % 29} ok`] };
@@ -160,14 +154,6 @@ describe('scoreStream', () => {
 });
 
 describe('retry on UNAVAILABLE', () => {
-  async function freePort(): Promise<number> {
-    const s = createServer();
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    const addr = s.address();
-    await new Promise<void>((r) => s.close(() => r()));
-    return typeof addr === 'object' && addr ? addr.port : 0;
-  }
-
   test('Score and a stream started before the server is up are retried until it serves', async () => {
     const port = await freePort();
     const late = connect(`127.0.0.1:${port}`, {
