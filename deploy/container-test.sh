@@ -183,7 +183,9 @@ dev_present=$(node -e 'const l = require(process.argv[1]); const fs = require("f
 [[ -z $dev_present ]] || fail "dev dependencies in the image: $dev_present"
 ort_dirs=$(cd "$MNT$WORKDIR/node_modules/onnxruntime-node/bin/napi-v6" && find . -mindepth 2 -maxdepth 2 -type d | sort | tr '\n' ' ')
 [[ $ort_dirs == "./linux/x64 " || $ort_dirs == "./linux/arm64 " ]] || fail "onnxruntime-node binaries for other platforms left: $ort_dirs"
-log "onnxruntime-node binaries: $ort_dirs; no dev dependency of package-lock.json installed"
+tok_bins=$(cd "$MNT$WORKDIR/node_modules/tokenizers" && ls tokenizers.*.node | tr '\n' ' ')
+[[ $tok_bins == "tokenizers.linux-x64-gnu.node " || $tok_bins == "tokenizers.linux-arm64-gnu.node " ]] || fail "native tokenizer binaries other than linux glibc for this arch left: $tok_bins"
+log "onnxruntime-node binaries: $ort_dirs; native tokenizer: $tok_bins; no dev dependency of package-lock.json installed"
 log "sizes: $(du -sh "$MNT$WORKDIR/node_modules" | cut -f1) node_modules, $(du -sh --exclude=node_modules "$MNT$WORKDIR" | cut -f1) app sources, $(du -sh "$MNT/models" | cut -f1) models"
 
 # ---- 4. start ----------------------------------------------------------------------------------
