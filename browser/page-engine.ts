@@ -60,7 +60,7 @@ export interface EngineOptions {
   readonly onStatus?: (text: string) => void;
 }
 
-export const DEFAULT_MAX_BATCH = 8;
+const DEFAULT_MAX_BATCH = 8;
 
 export async function loadEngine(opts: EngineOptions): Promise<Engine> {
   const t0 = performance.now();

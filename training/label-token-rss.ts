@@ -13,7 +13,7 @@ import { signatureOfModel } from '../core/graph-edit.ts';
 import { readOnnxModel } from '../core/onnx-proto.ts';
 import { runBatch } from '../core/run-batch.ts';
 import type { EncodedRow } from '../core/types.ts';
-import { fileByteSource } from '../runtime/node/bundle.ts';
+import { fileByteSource } from '../runtime/node/model-file.ts';
 import { CPU, loadBundle, openSession, sessionOptions } from '../runtime/node/index.ts';
 
 const DEFAULT_BUNDLE = fileURLToPath(new URL('../test/fixtures/hf/label-token', import.meta.url));

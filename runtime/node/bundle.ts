@@ -14,7 +14,6 @@ import type { PreferenceConfig } from '../../core/types.ts';
 import { readModelFile } from './model-file.ts';
 
 export { BundleError };
-export { fileByteSource } from './model-file.ts';
 
 export interface NodeBundle extends Bundle {
   /** The bundle directory, absolute. */
