@@ -233,6 +233,9 @@ export function planServedGraph(source: ByteSource | ReadModel, config: Preferen
   const vocabDim = head.shape![rank - 1];
   const vocab = typeof vocabDim === 'number' ? vocabDim : null;
   const ids = config.head.token_ids;
+  // Ids past the vocabulary are a config error validateGraph reports from the graph as shipped; an
+  // edit would only build Gathers onnxruntime cannot fold.
+  if (vocab !== null && ids.some((id) => id < 0 || id >= vocab)) return { ...unchanged, notes };
   const idsName = 'pairpref/label_token_ids';
   initializers.push(int64Tensor(idsName, ids));
   const positions = rank === 3 ? LABEL_POSITIONS_INPUT : null;

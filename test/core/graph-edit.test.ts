@@ -205,6 +205,8 @@ describe('graph-edit: output types', () => {
     const bytes = lmGraph({ weight: 'plain', tail: false });
     const missing = resolvePreferenceConfig({ name: 't', template: 'label-token', truncation: { max_length: 64 }, head: { kind: 'label-token', output: 'nope', token_ids: [1, 2, 3] } });
     assert.equal(planServedGraph(byteSource(bytes), missing).bytes, null);
+    // Ids past the vocabulary: no edit (validateGraph names them from the graph as shipped).
+    assert.equal(planServedGraph(byteSource(bytes), labelConfig([1, 2, V])).bytes, null);
     // Decoded by an independent schema, the edited model is well-formed protobuf with the new items last.
     const plan = planServedGraph(byteSource(bytes), labelConfig());
     const g = (decodeModel(plan.bytes!) as { graph: { input: Array<{ name: string }>; output: Array<{ name: string }>; initializer: Array<{ name: string }> } }).graph;
