@@ -1,7 +1,7 @@
 // Benchmark inputs: rows of the real Arena-schema data in ../shared/data (never copied into the repo).
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { readRawRows } from '../datasets/arena-file.ts';
+import { evenlySpaced, readRawRows } from '../datasets/arena-file.ts';
 import type { Comparison } from '../core/types.ts';
 
 export const DEFAULT_INPUTS = ['../shared/data/arena-hard-pairs.csv.gz', '../shared/data/alpaca-pairs-dev.csv.gz'];
@@ -32,10 +32,4 @@ export async function readInput(path: string, limit: number, spread = false): Pr
   if (all.length === 0) throw new Error(`bench input ${abs} has no rows`);
   const rows = spread ? evenlySpaced(all, limit) : all;
   return { name: basename(abs).replace(/\.csv(\.gz)?$/, ''), path: abs, rows };
-}
-
-/** `n` items at even steps over `all` (all of them when n >= all.length), in file order. */
-export function evenlySpaced<T>(all: readonly T[], n: number): T[] {
-  if (n >= all.length) return [...all];
-  return Array.from({ length: n }, (_, i) => all[Math.floor((i * all.length) / n)]!);
 }

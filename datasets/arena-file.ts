@@ -293,3 +293,12 @@ export async function readRawRows(path: string, limit: number): Promise<Array<Co
   }
   return rows;
 }
+
+/**
+ * `n` items at even steps over `all` (all of them when n >= all.length), in file order: the shared
+ * splits are ordered by source, so a quick subset must be spread over the file, not its first rows.
+ */
+export function evenlySpaced<T>(all: readonly T[], n: number): T[] {
+  if (n >= all.length) return [...all];
+  return Array.from({ length: n }, (_, i) => all[Math.floor((i * all.length) / n)]!);
+}

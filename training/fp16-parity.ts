@@ -16,6 +16,7 @@ import type { Probs } from '../core/postprocess.ts';
 import { runBatch } from '../core/run-batch.ts';
 import type { EncodedRow, PreferenceConfig } from '../core/types.ts';
 import { CPU, loadBundle, openSession, sessionOptions } from '../runtime/node/index.ts';
+import { evenlySpaced } from '../datasets/arena-file.ts';
 import { readArenaCsv, type LabelIndex } from './arena-csv.ts';
 import { lossAccuracy, scoreAll } from './onnx-eval.ts';
 
@@ -63,12 +64,11 @@ export async function loadRows(bundleDir: string, csv: string, n?: number): Prom
     if (r.label === null) throw new Error(`${csv}: unlabeled row ${r.comparison.id}`);
     all.push({ comparison: r.comparison, label: r.label });
   }
-  const step = n && n < all.length ? all.length / n : 1;
-  const picked = step === 1 ? all : Array.from({ length: n! }, (_, i) => all[Math.floor(i * step)]!);
+  const picked = n ? evenlySpaced(all, n) : all;
   return {
     rows: picked.map((r) => preprocessor.encode(r.comparison)),
     labels: picked.map((r) => r.label),
-    subset: step === 1 ? 'all' : `${picked.length} of ${all.length}, evenly spread`,
+    subset: picked.length === all.length ? 'all' : `${picked.length} of ${all.length}, evenly spread`,
   };
 }
 
