@@ -72,12 +72,11 @@ class GraphTensors:
 
 
 def _onnx_dtype(to):
-    from onnx import TensorProto
-    table = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64,
-             TensorProto.INT64: np.int64, TensorProto.INT32: np.int32, TensorProto.BOOL: np.bool_}
-    if to not in table:
+    # onnx's own table (onnx.mapping in Debian's onnx 1.12; newer releases also have helper.tensor_dtype_to_np_dtype).
+    from onnx.mapping import TENSOR_TYPE_TO_NP_TYPE
+    if to not in TENSOR_TYPE_TO_NP_TYPE:
         raise OnnxMappingError(f'Cast to ONNX type {to} is not expected among the weights')
-    return table[to]
+    return TENSOR_TYPE_TO_NP_TYPE[to]
 
 
 def _rel_bias_of_layer(gt, member, layer, heads):
